@@ -1,0 +1,1 @@
+"""The shared OpenAI-compatible backend that serves every local model and adapter."""

@@ -1,0 +1,157 @@
+"""`roost ...`: the command line. Thin: parses, calls the package, prints.
+
+Every error roost raises on purpose (:class:`roost.errors.RoostError`) is shown
+as one line on stderr with exit code 1; no traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+
+from roost import __version__
+from roost.errors import RoostError
+
+app = typer.Typer(
+    name="roost",
+    help="Serve, fine-tune and compose small LLMs with DSPy, LangGraph, AutoGen and CrewAI.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List, inspect and remove the bases and adapters in the store.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn a RoostError into one clear line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RoostError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"roost {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress at INFO level."),
+) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+@handles_errors
+def pull(
+    source: str | None = typer.Argument(
+        None, help="Local model folder or hub id (owner/name). Omit for the embedded default, SmolLM2-135M-Instruct."
+    ),
+    name: str | None = typer.Option(None, "--name", help="Store name; defaults to the source's own name."),
+) -> None:
+    """Put a base model in the store (idempotent)."""
+    from roost.config import load_settings
+    from roost.models import pull as do_pull
+
+    settings = load_settings()
+    path = do_pull(source, name, settings=settings, progress=sys.stderr.isatty())
+    typer.echo(f"{path.name} ready at {path}")
+
+
+@models_app.command("list")
+@handles_errors
+def models_list(kind: str | None = typer.Option(None, help="Only 'base' or 'adapter'.")) -> None:
+    """A table of the bases and adapters in the store."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from roost.config import load_settings
+    from roost.models import list as list_models
+
+    if kind not in (None, "base", "adapter"):
+        _fail(f"--kind must be 'base' or 'adapter', not '{kind}'")
+    settings = load_settings()
+    entries = list_models(kind, settings=settings)
+    table = Table(title=f"roost store: {settings.home}")
+    for column in ("name", "kind", "size", "created", "lineage"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(e.name, e.kind, _size(e.size_bytes), _when(e.created), _lineage(e.lineage))
+    console = Console()
+    if not entries:
+        console.print(f"The store at {settings.home} is empty; run `roost pull` for the default model.")
+        return
+    console.print(table)
+
+
+@models_app.command("show")
+@handles_errors
+def models_show(name: str = typer.Argument(..., help="Store name of a base or adapter.")) -> None:
+    """Everything the store knows about one base or adapter."""
+    import json
+
+    from roost.models import show
+
+    entry = show(name)
+    info = {**entry.meta, "path": str(entry.path), "size": _size(entry.size_bytes)}
+    typer.echo(json.dumps(info, indent=2, default=str))
+
+
+@models_app.command("rm")
+@handles_errors
+def models_rm(name: str = typer.Argument(..., help="Store name of a base or adapter.")) -> None:
+    """Delete a base or adapter from the store."""
+    from roost.models import remove
+
+    entry = remove(name)
+    typer.echo(f"removed {entry.kind} '{entry.name}' ({_size(entry.size_bytes)})")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _when(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def _lineage(lineage: dict[str, Any]) -> str:
+    keys = ("base", "method", "source", "format")
+    return ", ".join(f"{k}={lineage[k]}" for k in keys if k in lineage)
+
+
+if __name__ == "__main__":
+    app()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 class EngineError(Exception):
@@ -54,6 +54,24 @@ class SamplingParams:
     ignore_eos: bool = False
 
 
+class TokenConstraint(Protocol):
+    """Per-request constrained decoding (a JSON schema, a tool call), driven by the engine each step.
+
+    The engine calls :meth:`mask` on the request's row of logits before sampling,
+    then :meth:`advance` with the token it picked. Once :meth:`is_terminated` is
+    true the output is complete and the engine finishes the request with ``"stop"``.
+    """
+
+    def mask(self, logits: Any) -> None:
+        """Set the logits of every token the grammar forbids to -inf, in place (1-D tensor)."""
+
+    def advance(self, token_id: int) -> None:
+        """Accept the sampled token."""
+
+    def is_terminated(self) -> bool:
+        """True once the grammar has produced a complete value."""
+
+
 @dataclass
 class GenerationRequest:
     """One sequence to generate. ``model`` is the served name (alias or store name)."""
@@ -62,6 +80,7 @@ class GenerationRequest:
     model: str
     prompt_ids: list[int]
     params: SamplingParams = field(default_factory=SamplingParams)
+    constraint: TokenConstraint | None = None
 
 
 @dataclass

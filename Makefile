@@ -20,8 +20,27 @@ lint: install
 test: lint
 	$(PY) -m pytest -q
 
+# Until the main job (graphs + crews on the shared backend) lands, the demo asks the
+# embedded default model a question through transformers.
+define DEMO_PY
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from roost.models import resolve
+from roost.prompts import encode, render_chat
+path = resolve("default").base_path
+tok = AutoTokenizer.from_pretrained(path)
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+question = "What is the capital of France?"
+ids = torch.tensor([encode(tok, render_chat(tok, [{"role": "user", "content": question}]))])
+out = model.generate(ids, max_new_tokens=40, do_sample=False)
+print("Q:", question)
+print("A:", tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
+endef
+export DEMO_PY
+
 demo: install
-	$(PY) -m roost.demo
+	$(VENV)/bin/roost pull
+	$(PY) -c "$$DEMO_PY"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

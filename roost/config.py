@@ -52,6 +52,9 @@ class BackendSettings(_Strict):
     port: int = Field(8765, ge=1, le=65535, description="Port `roost serve` listens on.")
     url: str | None = Field(None, description="Where clients reach the backend; default http://HOST:PORT.")
     api_key: str | None = Field(None, description="Bearer key the backend requires; none means no auth.")
+    trace_retention_days: int | None = Field(
+        30, ge=1, description="Days the trace database keeps each call; none keeps them forever."
+    )
 
     @property
     def base_url(self) -> str:

@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List, inspect and remove the bases and adapters in the store.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+traces_app = typer.Typer(help="Show the calls the backend recorded.", no_args_is_help=True)
+app.add_typer(traces_app, name="traces")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,6 +133,82 @@ def models_rm(name: str = typer.Argument(..., help="Store name of a base or adap
 
     entry = remove(name)
     typer.echo(f"removed {entry.kind} '{entry.name}' ({_size(entry.size_bytes)})")
+
+
+@app.command()
+@handles_errors
+def serve(
+    host: str | None = typer.Option(None, "--host", help="Interface to bind; default [backend] host (127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port to listen on; default [backend] port (8765)."),
+    api_key: str | None = typer.Option(None, "--api-key", help="Require this bearer key on /v1/* (or ROOST_API_KEY)."),
+    model: list[str] | None = typer.Option(
+        None, "--model", help="Alias or store name to serve (repeatable); default: every alias whose base is pulled."
+    ),
+    stop: bool = typer.Option(False, "--stop", help="Stop the backend running for this store instead."),
+) -> None:
+    """Run the OpenAI-compatible backend (or stop a running one with --stop)."""
+    from roost.backend.server import serve as run_server
+    from roost.backend.server import stop_server
+    from roost.config import load_settings
+
+    settings = load_settings()
+    if stop:
+        state = stop_server(settings)
+        typer.echo(f"stopped the backend at {state.url} (pid {state.pid})")
+        return
+    overrides = {k: v for k, v in {"host": host, "port": port, "api_key": api_key}.items() if v is not None}
+    if overrides:
+        from pydantic import ValidationError
+
+        try:
+            backend = settings.backend.model_validate({**settings.backend.model_dump(), **overrides})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            _fail(f"--{error['loc'][0]}".replace("_", "-") + f" {error['input']}: {error['msg']}")
+        settings = settings.model_copy(update={"backend": backend})
+    run_server(settings, model or None, ready=lambda state: typer.echo(f"roost backend ready at {state.url}/v1"))
+
+
+@traces_app.command("list")
+@handles_errors
+def traces_list(
+    caller: str | None = typer.Option(None, "--caller", help="Only calls with this caller tag."),
+    since: str | None = typer.Option(None, "--since", help="Only calls since T: 10m, 2h, 1d or an ISO date/time."),
+    model: str | None = typer.Option(None, "--model", help="Only calls to this model name or alias."),
+    limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line, with the full request."),
+) -> None:
+    """The calls the backend recorded, newest first."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from roost.backend.traces import TraceStore
+    from roost.config import load_settings
+    from roost.store import Store
+
+    settings = load_settings()
+    path = Store(settings.home).traces_db
+    traces = TraceStore(path).list(caller=caller, since=since, model=model, limit=limit)
+    if as_json:
+        for trace in traces:
+            typer.echo(json.dumps(trace.to_dict(), ensure_ascii=False, default=str))
+        return
+    console = Console()
+    if not traces:
+        console.print(f"No traces match in {path}.")
+        return
+    table = Table(title=f"roost traces: {path}")
+    table.add_column("time", no_wrap=True)
+    for column in ("caller", "model", "adapter", "status", "tokens", "ms", "output"):
+        table.add_column(column, overflow="fold")
+    for t in traces:
+        output = t.error if t.error else (t.output or "").replace("\n", " ")
+        tokens = f"{t.prompt_tokens or 0}+{t.completion_tokens or 0}"
+        table.add_row(t.time.astimezone().strftime("%m-%d %H:%M:%S"), t.caller or "", t.model, t.adapter or "",
+                      str(t.status), tokens, f"{t.latency_ms or 0:.0f}", output[:80])
+    console.print(table)
 
 
 def _size(n: int) -> str:

@@ -1,0 +1,204 @@
+"""What every DSPy program in programs/ shares: its data, its LM, and the runnable-target ``run``.
+
+A program module defines a Signature, a Module, a metric and a ``TASK`` (a :class:`Task`
+naming its data files and fields); :func:`run_program` does the rest of the
+runnable-target convention (see :mod:`roost.run`) for it: it picks the LM, runs the
+module under the JSON adapter, reports each LM call and predictor as a step, and
+returns the output fields as a dict.
+
+Example:
+    >>> from programs import classify
+    >>> examples = classify.TASK.examples("dev", limit=2)
+    >>> sorted(examples[0].inputs().keys())
+    ['text']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dspy
+from dspy.utils.callback import BaseCallback
+
+from roost.errors import RoostError
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).parent / "data"
+
+Step = dict[str, Any]
+OnStep = Callable[[Step], None]
+
+
+class DataError(RoostError, ValueError):
+    """A dataset file is missing or a row in it is malformed."""
+
+
+class InputError(RoostError, ValueError):
+    """The input given to a program does not have the fields it needs."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A program's dataset: ``programs/data/{name}.{split}.jsonl`` rows with these input and label fields."""
+
+    name: str
+    inputs: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    def path(self, split: str) -> Path:
+        return DATA_DIR / f"{self.name}.{split}.jsonl"
+
+    def rows(self, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The rows of one split (``train`` or ``dev``), each checked to have every field.
+
+        Raises:
+            DataError: naming the file and line of a missing file, bad JSON or a missing field.
+        """
+        path = self.path(split)
+        if not path.is_file():
+            raise DataError(f"{path}: no such dataset file; splits are 'train' and 'dev'")
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
+                missing = [k for k in (*self.inputs, *self.labels) if k not in row]
+                if not isinstance(row, dict) or missing:
+                    raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing) or 'all'}")
+                rows.append(row)
+                if limit is not None and len(rows) >= limit:
+                    break
+        return rows
+
+    def examples(self, split: str, limit: int | None = None) -> list[dspy.Example]:
+        """The rows as ``dspy.Example`` objects with this task's input fields marked as inputs."""
+        return [dspy.Example(**row).with_inputs(*self.inputs) for row in self.rows(split, limit)]
+
+    def parse_input(self, value: str | dict[str, Any], target: str) -> dict[str, Any]:
+        """A run() input as keyword arguments: a dict with the input fields, or a string for the first one.
+
+        Raises:
+            InputError: naming the missing fields and showing the expected shape.
+        """
+        if isinstance(value, str):
+            if len(self.inputs) == 1:
+                return {self.inputs[0]: value}
+            shape = json.dumps({k: "..." for k in self.inputs})
+            raise InputError(f"{target} takes a JSON object with {', '.join(self.inputs)}, e.g. --input '{shape}'")
+        if not isinstance(value, dict):
+            raise InputError(f"{target} takes a string or a JSON object, not {type(value).__name__}")
+        missing = [k for k in self.inputs if k not in value]
+        if missing:
+            raise InputError(f"{target}: the input is missing {', '.join(missing)} (it needs {', '.join(self.inputs)})")
+        return {k: value[k] for k in self.inputs}
+
+
+class StepReporter(BaseCallback):
+    """A DSPy callback that turns each finished LM call and predictor into a step for ``on_step``."""
+
+    def __init__(self, on_step: OnStep):
+        self.on_step = on_step
+        self._started: dict[str, tuple[float, str]] = {}
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        self._started[call_id] = (time.perf_counter(), getattr(instance, "model", type(instance).__name__))
+
+    def on_lm_end(self, call_id: str, outputs: Any, exception: BaseException | None = None) -> None:
+        start, model = self._started.pop(call_id, (time.perf_counter(), "lm"))
+        step: Step = {"kind": "lm", "name": model, "seconds": round(time.perf_counter() - start, 3)}
+        if exception is not None:
+            step["error"] = f"{type(exception).__name__}: {exception}"
+        else:
+            step["output"] = _lm_text(outputs)
+        self.on_step(step)
+
+    def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        if isinstance(instance, dspy.Predict):
+            self._started[call_id] = (time.perf_counter(), type(instance).__name__)
+
+    def on_module_end(self, call_id: str, outputs: Any, exception: BaseException | None = None) -> None:
+        if call_id not in self._started:
+            return  # not a predictor: the program's own forward() is the whole run, reported by the caller
+        start, name = self._started.pop(call_id)
+        step: Step = {"kind": "predict", "name": name, "seconds": round(time.perf_counter() - start, 3)}
+        if exception is not None:
+            step["error"] = f"{type(exception).__name__}: {exception}"
+        else:
+            step["output"] = dict(outputs.items()) if hasattr(outputs, "items") else outputs
+        self.on_step(step)
+
+
+def _lm_text(outputs: Any) -> str:
+    first = outputs[0] if isinstance(outputs, list) and outputs else outputs
+    if isinstance(first, dict):
+        return str(first.get("text", first))
+    return str(first)
+
+
+def resolve_lm(options: dict[str, Any], caller: str) -> dspy.BaseLM:
+    """The LM a run uses: ``lm=`` (an LM object), else ``model=`` (a roost alias or name), else the
+    LM configured with ``dspy.configure``, else the ``default`` alias through the roost backend."""
+    if options.get("lm") is not None:
+        return options["lm"]
+    if options.get("model") is None and dspy.settings.lm is not None:
+        return dspy.settings.lm
+    from roost.clients import dspy_lm
+
+    per_call = {k: options[k] for k in ("temperature", "max_tokens") if options.get(k) is not None}
+    return dspy_lm(options.get("model") or "default", caller=options.get("caller") or caller, **per_call)
+
+
+ADAPTERS = ("json", "chat")
+
+
+def make_adapter(name: str) -> dspy.Adapter:
+    """``json``: JSONAdapter, whose structured output the roost backend enforces with a grammar, so a
+    small model cannot produce unparseable output. ``chat``: ChatAdapter without the silent fallback
+    to JSON, so a parse failure shows as one."""
+    if name == "json":
+        return dspy.JSONAdapter()
+    if name == "chat":
+        return dspy.ChatAdapter(use_json_adapter_fallback=False)
+    raise InputError(f"adapter must be one of {', '.join(ADAPTERS)}, not {name!r}")
+
+
+RUN_OPTIONS = ("lm", "model", "caller", "temperature", "max_tokens", "adapter")
+
+
+def run_program(program: dspy.Module, task: Task, target: str, input: str | dict[str, Any], *,
+                on_step: OnStep | None = None, **options: Any) -> dict[str, Any]:
+    """Run ``program`` on one input as a roost target and return its output fields.
+
+    Args:
+        program: the DSPy module to call.
+        task: its dataset description, used to read ``input``.
+        target: the dotted target name, for messages and the default caller tag.
+        input: a string (the first input field) or a dict of input fields.
+        on_step: called with each LM call and predictor as it finishes.
+        **options: ``lm`` (a dspy LM), ``model`` (roost alias or name), ``caller`` (trace tag),
+            ``temperature``, ``max_tokens``, ``adapter`` (``json`` or ``chat``).
+
+    Raises:
+        InputError: for an unknown option or an input without the program's fields.
+    """
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise InputError(f"{target}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(RUN_OPTIONS)}")
+    kwargs = task.parse_input(input, target)
+    lm = resolve_lm(options, caller=f"{target}")
+    callbacks = [StepReporter(on_step)] if on_step else []
+    with dspy.context(lm=lm, adapter=make_adapter(options.get("adapter") or "json"),
+                      callbacks=[*dspy.settings.callbacks, *callbacks]):
+        prediction = program(**kwargs)
+    return {name: prediction[name] for name in task.labels}

@@ -1,0 +1,277 @@
+"""The LangGraph graphs: tools, the ReAct loop, the supervisor with its approval step, the translate loop.
+
+Models are LangChain's fake chat models with scripted replies (no backend), so
+each test knows which agent says what; the tools, the graphs, the routing rules
+and the SQLite checkpointer are the real ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langgraph")
+
+from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel  # noqa: E402
+from langchain_core.messages import AIMessage  # noqa: E402
+from langgraph.types import Command  # noqa: E402
+
+from graphs import react, supervisor, translate  # noqa: E402
+from graphs.runtime import as_decision, model_name, pick_choice, sqlite_checkpointer  # noqa: E402
+from graphs.tools import DOCS_DIR, CalculatorError, DocSearch, calculate, calculator_tool  # noqa: E402
+from roost.config import load_settings  # noqa: E402
+from roost.errors import RoostError  # noqa: E402
+
+
+class ScriptedChat(GenericFakeChatModel):
+    """A fake chat model that replies from a script and records what each call was bound with."""
+
+    calls: list[dict[str, Any]] = []
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self.bind(tool_names=[t.name for t in tools], **kwargs)
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
+        self.calls.append({"messages": list(messages), **kwargs})
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def scripted(*replies: str | AIMessage) -> ScriptedChat:
+    return ScriptedChat(messages=iter([r if isinstance(r, AIMessage) else AIMessage(r) for r in replies]), calls=[])
+
+
+def tool_call(name: str, call_id: str = "call-1", **args: Any) -> AIMessage:
+    return AIMessage("", tool_calls=[{"name": name, "args": args, "id": call_id}])
+
+
+@pytest.fixture
+def search() -> DocSearch:
+    # Hash-based vectors: the graphs only need passages back; ranking is tested on real embeddings below.
+    return DocSearch(DOCS_DIR, DeterministicFakeEmbedding(size=32))
+
+
+# the calculator -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("expression", "value"), [
+    ("17 * 23", 391), ("2 * (3 + 4) ** 2", 98), ("(120 - 15) / 7", 15), ("7 / 2", 3.5), ("2^10", 1024),
+    ("12 x 3", 36), ("sqrt(144) + abs(-2)", 14), ("-5 // 2", -3), ("10 % 4 =", 2),
+])
+def test_calculator_computes_arithmetic(expression: str, value: float) -> None:
+    assert calculate(expression) == value
+
+
+@pytest.mark.parametrize(("expression", "reason"), [
+    ("__import__('os').system('true')", "not allowed"), ("(1).__class__", "not allowed"),
+    ("9 ** 9 ** 9", "exponent"), ("1 / 0", "divides by zero"), ("two + two", "not allowed"),
+    ("", "needs an arithmetic expression"), ("'a' * 3", "not allowed"), ("1 +", "not an arithmetic expression"),
+])
+def test_calculator_refuses_what_is_not_arithmetic(expression: str, reason: str) -> None:
+    with pytest.raises(CalculatorError, match=reason):
+        calculate(expression)
+
+
+def test_calculator_tool_returns_errors_to_the_model() -> None:
+    tool = calculator_tool()
+    assert tool.invoke({"expression": "6 * 7"}) == "42"
+    assert tool.invoke({"expression": "os.getcwd()"}).startswith("error: ")
+
+
+# the ReAct agent ---------------------------------------------------------------------------
+
+
+def test_react_agent_calls_the_calculator_and_answers_with_its_number() -> None:
+    model = scripted(tool_call("calculator", expression="17 * 23"), "17 * 23 is 391.")
+    graph = react.build(model, [calculator_tool()])
+
+    messages = graph.invoke({"messages": [("user", "What is 17 times 23?")]})["messages"]
+
+    tool_messages = [m for m in messages if m.type == "tool"]
+    assert [m.content for m in tool_messages] == ["391"]
+    assert "391" in messages[-1].content
+    # First step forced to a tool call, then free to answer.
+    assert [c["tool_choice"] for c in model.calls] == ["required", "auto"]
+    assert model.calls[1]["messages"][-1].content == "391"
+
+
+def test_react_agent_switches_tools_off_after_max_rounds() -> None:
+    calls = [tool_call("calculator", f"call-{i}", expression=f"{i} + 1") for i in range(3)]
+    model = scripted(*calls, tool_call("calculator", "call-x", expression="9 + 9"))
+    graph = react.build(model, [calculator_tool()], max_tool_rounds=3)
+
+    messages = graph.invoke({"messages": [("user", "Count up")]})["messages"]
+
+    assert [c["tool_choice"] for c in model.calls] == ["required", "auto", "auto", "none"]
+    assert [m.content for m in messages if m.type == "tool"] == ["1", "2", "3"]
+    assert messages[-1].type == "ai" and not messages[-1].tool_calls  # the loop ended on an answer
+
+
+# the supervisor -----------------------------------------------------------------------------
+
+
+def supervisor_models(*router_replies: str) -> dict[str, ScriptedChat]:
+    return {
+        "router": scripted(*router_replies),
+        "math": scripted(tool_call("calculator", expression="12 * 7"), "12 * 7 = 84."),
+        "researcher": scripted(tool_call("search_docs", query="resume a run"), "Runs resume by thread id."),
+        "writer": scripted("12 times 7 is 84, and a run resumes by its thread id."),
+    }
+
+
+def test_supervisor_routes_to_several_specialists_in_one_run(search: DocSearch) -> None:
+    models = supervisor_models('{"next": "math"}', '{"next": "researcher"}', '{"next": "writer"}')
+    graph = supervisor.build(models, search, approval=False)
+
+    steps = [next(iter(update)) for update in graph.stream({"question": "What is 12 * 7, and how do runs resume?"},
+                                                            stream_mode="updates")]
+
+    assert steps == ["router", "math", "router", "researcher", "router", "writer", "router", "finish"]
+    final = models["writer"].calls[0]["messages"][-1].content
+    assert "Note from math: 12 * 7 = 84." in final and "Note from researcher" in final
+    # The math specialist's calculator call really ran: its result went back to it.
+    assert models["math"].calls[1]["messages"][-1].content == "84"
+
+
+def test_supervisor_offers_only_specialists_who_have_not_spoken(search: DocSearch) -> None:
+    models = supervisor_models('{"next": "math"}', '{"next": "FINISH"}')
+    graph = supervisor.build(models, search, approval=False)
+
+    state = graph.invoke({"question": "What is 12 * 7?"})
+
+    enums = [c["response_format"]["json_schema"]["schema"]["properties"]["next"]["enum"] for c in models["router"].calls]
+    assert enums == [["math", "researcher", "writer"], ["researcher", "writer", "FINISH"]]
+    assert [tuple(note) for note in state["notes"]] == [("math", "12 * 7 = 84.")]
+    assert state["answer"] == "12 * 7 = 84." and state["approved"] is True
+    assert state["route_fallbacks"] == 0
+
+
+def test_supervisor_reads_unconstrained_router_replies_defensively(search: DocSearch) -> None:
+    # Words instead of JSON, then nothing usable: the run still ends, and both fallbacks are counted.
+    models = supervisor_models("Let the researcher look.", "hmm", '{"next": "FINISH"}')
+    graph = supervisor.build(models, search, approval=False)
+
+    state = graph.invoke({"question": "How do runs resume?"})
+
+    assert [who for who, _ in state["notes"]] == ["researcher", "math"]
+    assert state["route_fallbacks"] == 2
+
+
+def test_supervisor_run_interrupted_for_approval_resumes_by_thread_id(search: DocSearch, tmp_path: Path) -> None:
+    db = tmp_path / "checkpoints.db"
+    config = {"configurable": {"thread_id": "run-1"}}
+    models = supervisor_models('{"next": "math"}', '{"next": "writer"}', '{"next": "FINISH"}')
+    with sqlite_checkpointer(db) as saver:
+        graph = supervisor.build(models, search, checkpointer=saver)
+        paused = graph.invoke({"question": "What is 12 * 7?"}, config)
+    assert "answer" not in paused
+    [pending] = paused["__interrupt__"]
+    assert pending.value == {"question": "Publish this answer?",
+                             "answer": "12 times 7 is 84, and a run resumes by its thread id."}
+
+    # A new connection, as a later process would open: the run continues from the saved step.
+    models_later = {name: scripted() for name in supervisor.AGENTS}
+    with sqlite_checkpointer(db) as saver:
+        graph = supervisor.build(models_later, search, checkpointer=saver)
+        assert graph.get_state(config).next == ("finish",)
+        state = graph.invoke(Command(resume="yes"), config)
+
+    assert state["approved"] is True
+    assert state["answer"].startswith("12 times 7 is 84")
+    assert [who for who, _ in state["notes"]] == ["math", "writer"]
+    assert all(not m.calls for m in models_later.values())  # nothing was recomputed
+
+
+def test_supervisor_rejected_answer_is_not_approved(search: DocSearch, tmp_path: Path) -> None:
+    config = {"configurable": {"thread_id": "run-2"}}
+    with sqlite_checkpointer(tmp_path / "c.db") as saver:
+        graph = supervisor.build(supervisor_models('{"next": "writer"}', '{"next": "FINISH"}'), search,
+                                 checkpointer=saver)
+        graph.invoke({"question": "Say hi"}, config)
+        state = graph.invoke(Command(resume=False), config)
+    assert state["approved"] is False
+
+
+def test_supervisor_needs_a_checkpointer_for_approval(search: DocSearch) -> None:
+    with pytest.raises(ValueError, match="checkpointer"):
+        supervisor.build(supervisor_models(), search)
+
+
+# the translate loop ---------------------------------------------------------------------------
+
+
+def test_translate_loop_stops_when_the_reviewer_approves() -> None:
+    models = {
+        "translator": scripted("Bonjour le monde", "Bonjour, le monde !"),
+        "reviewer": scripted('{"approved": false, "feedback": "Add the punctuation."}',
+                             '{"approved": true, "feedback": ""}'),
+    }
+    state = translate.build(models, max_rounds=5).invoke({"text": "Hello, world!", "language": "French"})
+
+    assert state["stopped_by"] == "approved" and state["approved"] is True
+    assert state["rounds"] == 2
+    assert state["translation"] == "Bonjour, le monde !"
+    revise_prompt = models["translator"].calls[1]["messages"][-1].content
+    assert "Add the punctuation." in revise_prompt and "Bonjour le monde" in revise_prompt
+
+
+def test_translate_loop_stops_after_max_rounds() -> None:
+    no = '{"approved": false, "feedback": "Still wrong."}'
+    models = {"translator": scripted("v1", "v2", "v3"), "reviewer": scripted(no, no, no)}
+
+    state = translate.build(models, max_rounds=2).invoke({"text": "Hello", "language": "German"})
+
+    assert state["stopped_by"] == "max_rounds" and state["approved"] is False
+    assert state["rounds"] == 2
+    assert len(models["translator"].calls) == 2 and len(models["reviewer"].calls) == 2
+    assert models["reviewer"].calls[0]["response_format"]["json_schema"]["name"] == "review"
+
+
+def test_translate_review_read_from_words_when_not_json() -> None:
+    assert translate.read_review("APPROVE. Looks good.") == (True, "APPROVE. Looks good.")
+    assert translate.read_review("Not approved: wrong tense")[0] is False
+    assert translate.read_review('Sure! {"approved": true, "feedback": "ok"}') == (True, "ok")
+
+
+# runtime helpers ---------------------------------------------------------------------------------
+
+
+def test_each_agent_uses_its_own_alias_when_roost_toml_defines_one(roost_home: Path) -> None:
+    Path("roost.toml").write_text('[aliases.math]\nbase = "smollm2-135m-instruct"\nadapter = "math-lora"\n')
+    settings = load_settings()
+    assert model_name("math", None, settings) == "math"
+    assert model_name("writer", None, settings) == "default"
+    assert model_name("writer", {"writer": "writer-v2"}, settings) == "writer-v2"
+
+
+def test_pick_choice_and_decisions() -> None:
+    assert pick_choice('{"next": "math"}', "next", ["math", "FINISH"]) == ("math", True)
+    assert pick_choice('{"next": "poet"}', "next", ["math", "FINISH"]) == (None, False)
+    assert pick_choice("I would say FINISH now", "next", ["math", "FINISH"]) == ("FINISH", False)
+    assert [as_decision(v) for v in (True, "y", "Approve", {"approved": False}, "no")] == [True, True, True,
+                                                                                          False, False]
+    with pytest.raises(RoostError, match="approval"):
+        as_decision("maybe")
+
+
+# document search on the backend's real embeddings ----------------------------------------------
+
+
+def test_document_search_ranks_by_meaning_with_backend_embeddings(tokenizer: Any, monkeypatch: Any) -> None:
+    from graphs.tools import backend_embeddings
+    from roost.backend.app import create_app
+    from tests.fakes import EchoEngine
+    from tests.servers import uvicorn_thread
+
+    settings = load_settings()
+    with uvicorn_thread(create_app(EchoEngine(tokenizer), settings)) as url:
+        monkeypatch.setenv("ROOST_URL", url)
+        search = DocSearch(DOCS_DIR, backend_embeddings(load_settings()))
+        hits = search.top_k("How can I continue an interrupted run later?", k=2)
+        embedding_hits = search.top_k("Which model computes the embedding vectors?", k=1)
+
+    assert hits[0][1].source == "checkpoints.md"
+    assert hits[0][0] > hits[1][0] > 0
+    assert embedding_hits[0][1].heading == "Embeddings"

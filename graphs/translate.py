@@ -85,7 +85,8 @@ def build(models: Mapping[str, BaseChatModel], *, max_rounds: int = MAX_ROUNDS,
 
     def revise(state: TranslateState) -> dict[str, Any]:
         prompt = (f"Translate into {state['language']}:\n{state['text']}\n\nYour last translation:\n"
-                  f"{state['translation']}\n\nReviewer's feedback: {state['feedback']}\nWrite the improved translation.")
+                  f"{state['translation']}\n\nReviewer's feedback: {state['feedback']}\n"
+                  "Write the improved translation.")
         reply = models["translator"].invoke([SystemMessage(TRANSLATOR_SYSTEM), HumanMessage(prompt)])
         return {"translation": str(reply.content).strip()}
 
@@ -95,7 +96,7 @@ def build(models: Mapping[str, BaseChatModel], *, max_rounds: int = MAX_ROUNDS,
     graph.add_node("revise", revise)
     graph.add_edge(START, "translate")
     graph.add_edge("translate", "review")
-    graph.add_conditional_edges("review", lambda s: END if s["stopped_by"] else "revise", {END: END, "revise": "revise"})
+    graph.add_conditional_edges("review", lambda s: END if s["stopped_by"] else "revise", [END, "revise"])
     graph.add_edge("revise", "review")
     return graph.compile(checkpointer=checkpointer, name="translate")
 

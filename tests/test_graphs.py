@@ -141,7 +141,8 @@ def test_supervisor_offers_only_specialists_who_have_not_spoken(search: DocSearc
 
     state = graph.invoke({"question": "What is 12 * 7?"})
 
-    enums = [c["response_format"]["json_schema"]["schema"]["properties"]["next"]["enum"] for c in models["router"].calls]
+    schemas = [c["response_format"]["json_schema"]["schema"] for c in models["router"].calls]
+    enums = [schema["properties"]["next"]["enum"] for schema in schemas]
     assert enums == [["math", "researcher", "writer"], ["researcher", "writer", "FINISH"]]
     assert [tuple(note) for note in state["notes"]] == [("math", "12 * 7 = 84.")]
     assert state["answer"] == "12 * 7 = 84." and state["approved"] is True

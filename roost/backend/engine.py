@@ -41,6 +41,12 @@ class ContextLengthExceeded(EngineError):
     status = 400
 
 
+class InvalidRequest(EngineError):
+    """The request or adapter folder is malformed (empty prompt, token id out of range, not a LoRA folder)."""
+
+    status = 400
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How to pick tokens. ``temperature == 0`` is greedy."""

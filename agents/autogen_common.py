@@ -1,0 +1,97 @@
+"""What the AutoGen teams share: one model client per agent, streamed steps, the run's result.
+
+Example:
+    >>> clients = model_clients("agents.autogen_team", ("writer", "critic"))
+    >>> result = await run_team(team, "Explain LoRA adapters.", on_step=print)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from agents.tools import check_agents, model_name
+from roost.errors import RoostError
+
+if TYPE_CHECKING:
+    from autogen_agentchat.base import TaskResult, Team
+    from autogen_core.models import ChatCompletionClient
+
+    from roost.config import Settings
+
+Step = dict[str, Any]
+OnStep = Callable[[Step], None]
+T = TypeVar("T")
+
+CLIENT_OPTIONS = ("temperature", "max_tokens")
+
+
+def require_autogen() -> None:
+    """Fail with the install hint when the autogen extra is missing."""
+    try:
+        import autogen_agentchat  # noqa: F401
+        import autogen_ext.models.openai  # noqa: F401
+    except ImportError:
+        raise RoostError("the AutoGen teams need AutoGen AgentChat: install roost[autogen]") from None
+
+
+def model_clients(target: str, agents: Sequence[str], models: Mapping[str, str] | None = None, *,
+                  settings: Settings | None = None, **options: Any) -> dict[str, ChatCompletionClient]:
+    """An AutoGen model client per agent on its own model name, tagged ``TARGET/AGENT`` in the trace store."""
+    from roost.clients import autogen_client
+    from roost.config import load_settings
+
+    check_agents(target, models, agents)
+    settings = settings or load_settings()
+    per_call = {k: v for k, v in options.items() if k in CLIENT_OPTIONS and v is not None}
+    return {agent: autogen_client(model_name(agent, models, settings), caller=f"{target}/{agent}", **per_call)
+            for agent in agents}
+
+
+def as_step(item: Any) -> Step:
+    """A streamed AutoGen message or event as a roost step: its kind, who produced it, its text."""
+    kind = type(item).__name__.removesuffix("Message").removesuffix("Event")
+    kind = {"Text": "message", "ToolCallRequest": "tool_call", "ToolCallExecution": "tool_result",
+            "ToolCallSummary": "tool_summary", "SelectSpeaker": "select", "Stop": "stop"}.get(kind, kind.lower())
+    return {"kind": kind, "name": getattr(item, "source", ""), "output": item.to_text()}
+
+
+async def run_team(team: Team, task: str, *, on_step: OnStep | None = None) -> TaskResult:
+    """Run ``team`` on ``task``, handing each message and event to ``on_step`` as it arrives."""
+    from autogen_agentchat.base import TaskResult
+
+    started = time.perf_counter()
+    result: TaskResult | None = None
+    async for item in team.run_stream(task=task, output_task_messages=False):
+        if isinstance(item, TaskResult):
+            result = item
+        elif on_step is not None:
+            on_step({**as_step(item), "seconds": round(time.perf_counter() - started, 3)})
+    assert result is not None, "run_stream always ends with a TaskResult"
+    return result
+
+
+async def close_all(clients: Mapping[str, ChatCompletionClient]) -> None:
+    """Close each distinct client once (two agents may share one)."""
+    for client in {id(c): c for c in clients.values()}.values():
+        await client.close()
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run an AutoGen coroutine from synchronous code (``roost run``); inside an event loop, await it instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    coroutine.close()
+    raise RoostError("run() was called inside a running event loop; await arun() instead")
+
+
+def last_from(messages: Sequence[Any], source: str) -> str:
+    """The text of the last chat message ``source`` wrote (tool events skipped), or ''."""
+    for message in reversed(messages):
+        if getattr(message, "source", None) == source and type(message).__name__ in ("TextMessage", "StopMessage"):
+            return message.to_text()
+    return ""

@@ -1,0 +1,69 @@
+"""Plain-Python tools the teams and crews give their agents, and the per-agent model rule they share.
+
+The tools are ordinary typed functions, so each framework wraps them its own way
+(AutoGen's ``FunctionTool``, CrewAI's ``@tool``); their JSON schemas come from
+the type hints, and the backend decodes every call's arguments under that schema.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from roost.errors import RoostError
+
+if TYPE_CHECKING:
+    from roost.config import Settings
+
+GLOSSARY = {
+    "adapter": "A LoRA fine-tune stored next to its base; the backend serves many adapters over one copy of the base.",
+    "alias": "A short model name in roost.toml that maps to a base, an optional adapter and generation defaults.",
+    "backend": "One OpenAI-compatible server that batches every program's, graph's, team's and crew's calls.",
+    "base": "A full model in the store, such as SmolLM2-135M-Instruct, that adapters are trained on.",
+    "caller tag": "The X-Roost-Caller header naming the system and agent that made a call, kept in each trace.",
+    "checkpoint": "A saved step of a LangGraph run in checkpoints.db; a run resumes from it by its thread id.",
+    "embeddings": "Sentence vectors from all-MiniLM-L6-v2 at /v1/embeddings, used for search and crew memory.",
+    "lora": "Low-rank adaptation: small trained matrices added to a frozen base model's layers.",
+    "trace": "The record of one backend call: model, adapter, messages, output, tokens, latency and caller tag.",
+}
+
+
+def lookup_term(term: str) -> str:
+    """Look a roost term up in the glossary (adapter, alias, backend, base, caller tag, checkpoint, ...)."""
+    key = " ".join(re.sub(r"[^a-z ]", " ", term.lower()).split())
+    for candidate in (key, key.removesuffix("s")):
+        if candidate in GLOSSARY:
+            return f"{candidate}: {GLOSSARY[candidate]}"
+    near = [name for name in GLOSSARY if name in key or key in name]
+    if near:
+        return "\n".join(f"{name}: {GLOSSARY[name]}" for name in near)
+    return f"'{term}' is not in the glossary; known terms: {', '.join(GLOSSARY)}"
+
+
+def count_words(text: str) -> int:
+    """Count the words in a text, to check a draft against a word limit."""
+    return len(text.split())
+
+
+def model_name(agent: str, models: Mapping[str, str] | None, settings: Settings) -> str:
+    """The model ``agent`` uses: ``models[agent]``, else the roost.toml alias named after it, else ``default``."""
+    if models and agent in models:
+        return models[agent]
+    return agent if agent in settings.aliases else "default"
+
+
+def check_options(target: str, options: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Refuse an option the target does not take, listing those it does."""
+    allowed = sorted(allowed)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise RoostError(f"{target}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+
+
+def check_agents(target: str, models: Mapping[str, Any] | None, agents: Iterable[str]) -> None:
+    """Refuse a ``models`` mapping that names an agent the system does not have."""
+    known = set(agents)
+    unknown = sorted(set(models or {}) - known)
+    if unknown:
+        raise RoostError(f"{target} has no agent named {', '.join(unknown)}; its agents are {', '.join(sorted(known))}")

@@ -1,0 +1,143 @@
+"""The AutoGen teams and the CrewAI crew.
+
+AutoGen teams run on ReplayChatCompletionClient (scripted replies, no backend):
+the termination conditions, tool calls and speaker selection are AutoGen's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agents.tools import count_words, lookup_term
+from roost.errors import RoostError
+
+
+def test_lookup_term_finds_terms_and_lists_the_known_ones() -> None:
+    assert lookup_term("Caller tags").startswith("caller tag: The X-Roost-Caller header")
+    assert lookup_term("alias").startswith("alias: A short model name")
+    assert "known terms: adapter, alias" in lookup_term("quantum flux")
+    assert count_words("one two  three\nfour") == 4
+
+
+# AutoGen -----------------------------------------------------------------------------------
+
+autogen = pytest.importorskip("autogen_agentchat")
+
+
+def replay(*replies: Any) -> Any:
+    from autogen_core.models import ModelInfo
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    info = ModelInfo(vision=False, function_calling=True, json_output=True, family="unknown", structured_output=True)
+    return ReplayChatCompletionClient(list(replies), model_info=info)
+
+
+def function_call(name: str, arguments: str) -> Any:
+    from autogen_core import FunctionCall
+    from autogen_core.models import CreateResult, RequestUsage
+
+    return CreateResult(finish_reason="function_calls", content=[FunctionCall(id="call-1", arguments=arguments,
+                                                                              name=name)],
+                        usage=RequestUsage(prompt_tokens=1, completion_tokens=1), cached=False)
+
+
+@pytest.mark.asyncio
+async def test_autogen_team_stops_when_the_critic_approves() -> None:
+    from agents import autogen_team
+
+    clients = {"writer": replay("LoRA adds small matrices to a frozen model.", "LoRA trains small added matrices."),
+               "critic": replay("Say what is trained.", "APPROVE")}
+    steps: list[dict[str, Any]] = []
+
+    result = await autogen_team.arun("Explain LoRA.", clients=clients, on_step=steps.append, max_messages=10)
+
+    assert result["approved"] is True
+    assert result["stop_reason"] == "Text 'APPROVE' mentioned"
+    assert result["answer"] == "LoRA trains small added matrices."
+    assert [(s["name"], s["kind"]) for s in steps] == [("writer", "message"), ("critic", "message")] * 2
+    # The critic saw the writer's first draft before its feedback.
+    critic_prompt = clients["critic"].create_calls[0]["messages"]
+    assert any("LoRA adds small matrices" in str(m.content) for m in critic_prompt)
+
+
+@pytest.mark.asyncio
+async def test_autogen_team_stops_at_the_message_cap_without_approval() -> None:
+    from agents import autogen_team
+
+    clients = {"writer": replay("Draft 1.", "Draft 2.", "Draft 3."),
+               "critic": replay("Too vague.", "Still vague.", "Vague.")}
+
+    result = await autogen_team.arun("Explain LoRA.", clients=clients, max_messages=4)
+
+    assert result["approved"] is False
+    assert result["stop_reason"].startswith("Maximum number of messages 4 reached")
+    assert result["answer"] == "Draft 2."
+    assert len(clients["writer"].create_calls) == 2 and len(clients["critic"].create_calls) == 1
+
+
+@pytest.mark.asyncio
+async def test_autogen_writer_tool_call_runs_count_words() -> None:
+    from agents import autogen_team
+
+    clients = {"writer": replay(function_call("count_words", '{"text": "a b c"}'), "A three-word draft."),
+               "critic": replay("APPROVE")}
+    steps: list[dict[str, Any]] = []
+
+    result = await autogen_team.arun("Write three words.", clients=clients, on_step=steps.append)
+
+    assert [s["kind"] for s in steps[:2]] == ["tool_call", "tool_result"]
+    assert "content='3'" in steps[1]["output"]
+    assert result["answer"] == "A three-word draft." and result["approved"] is True
+
+
+@pytest.mark.asyncio
+async def test_autogen_selector_picks_speakers_from_structured_output() -> None:
+    from agents import autogen_selector
+
+    clients = {
+        "selector": replay('{"next": "researcher"}', '{"next": "writer"}', '{"next": "critic"}'),
+        "researcher": replay(function_call("lookup_term", '{"term": "caller tag"}')),
+        "writer": replay("A caller tag names the agent that made a call."),
+        "critic": replay("APPROVE"),
+    }
+    steps: list[dict[str, Any]] = []
+
+    result = await autogen_selector.arun("What is a caller tag?", clients=clients, on_step=steps.append)
+
+    assert result["speakers"] == ["researcher", "writer", "critic"]
+    assert result["selector_fallbacks"] == 0 and result["approved"] is True
+    assert any(s["kind"] == "tool_summary" and "X-Roost-Caller" in s["output"] for s in steps)
+    # The last speaker is left out of the schema's enum, so the selector cannot repeat it.
+    enums = [c["extra_create_args"]["response_format"]["json_schema"]["schema"]["properties"]["next"]["enum"]
+             for c in clients["selector"].create_calls]
+    assert enums == [["researcher", "writer", "critic"], ["writer", "critic"], ["researcher", "critic"]]
+
+
+@pytest.mark.asyncio
+async def test_autogen_selector_reads_unstructured_replies_defensively() -> None:
+    from agents import autogen_selector
+
+    clients = {
+        "selector": replay("the writer, I think", "???"),
+        "researcher": replay(),
+        "writer": replay("An adapter is a LoRA fine-tune."),
+        "critic": replay("APPROVE"),
+    }
+
+    result = await autogen_selector.arun("What is an adapter?", clients=clients)
+
+    # Words name the writer; nothing readable moves on to the next agent in order, the critic.
+    assert result["speakers"] == ["writer", "critic"]
+    assert result["selector_fallbacks"] == 2
+
+
+@pytest.mark.asyncio
+async def test_autogen_run_refuses_unknown_options_and_empty_tasks() -> None:
+    from agents import autogen_team
+
+    with pytest.raises(RoostError, match="unknown option.*temprature"):
+        await autogen_team.arun("x", clients={}, temprature=0.5)
+    with pytest.raises(ValueError, match="needs a task"):
+        await autogen_team.arun("  ", clients={})

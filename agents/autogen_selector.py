@@ -58,7 +58,8 @@ SELECTOR_SYSTEM = (
 )
 RESEARCHER_SYSTEM = "You are the researcher. Call lookup_term with the roost term the question is about."
 WRITER_SYSTEM = "You are the writer. Answer the question in two sentences, using what the researcher found."
-CRITIC_SYSTEM = f"You are the critic. If the writer's answer is correct and clear, reply {APPROVE}. Otherwise say what to fix."
+CRITIC_SYSTEM = (f"You are the critic. If the writer's answer is correct and clear, reply {APPROVE}. "
+                 "Otherwise say what to fix.")
 
 
 class Selector:

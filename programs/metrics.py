@@ -3,8 +3,8 @@
 Example:
     >>> round(chrf("le chat noir", "le chat noir"), 3)
     1.0
-    >>> token_f1("the red car", "a red car")
-    0.6666666666666666
+    >>> token_f1("the red car", "a blue car")
+    0.5
 """
 
 from __future__ import annotations

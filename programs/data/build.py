@@ -1515,13 +1515,13 @@ def build_transliterate(rng: random.Random) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Text to code: a task in English -> a small Python function, scored by running hidden tests
+# Text to code: a task in English and a function header -> a small Python function, scored by running hidden tests
 # ---------------------------------------------------------------------------
 
 XS = [[[1, 5, 8, 12]], [[]], [[-3, 7, 7, 20]], [[10]], [[0, -1, 4, 4, 9]]]
 STRS = [["hello world"], [""], ["The quick brown fox"], ["aaa bbb aaa"], ["Level"]]
 
-# tasks (2 phrasings) | signature | solution | parameter sets | test inputs ($name is a parameter)
+# tasks (2 phrasings) | function header | solution | parameter sets | test inputs ($name is a parameter)
 T2C_FAMILIES: list[tuple[list[str], str, str, list[dict], list[list]]] = [
     (["Return the sum of the numbers in `xs` that are greater than $k.",
       "Add up the numbers in `xs` that are bigger than $k and return the total."],
@@ -1768,8 +1768,8 @@ T2C_FAMILIES: list[tuple[list[str], str, str, list[dict], list[list]]] = [
 
 
 def _t2c_items(family: tuple, phrasing_rng: random.Random) -> list[dict]:
-    tasks, signature, solution, params, inputs = family
-    entry_point = signature.split("(")[0].removeprefix("def ")
+    tasks, header, solution, params, inputs = family
+    entry_point = header.split("(")[0].removeprefix("def ")
     items = []
     for i, p in enumerate(params):
         code = string.Template(solution).substitute(p)
@@ -1779,7 +1779,7 @@ def _t2c_items(family: tuple, phrasing_rng: random.Random) -> list[dict]:
         # Unparameterized families get both phrasings; parameterized ones alternate them.
         chosen = tasks if len(params) == 1 else [tasks[i % 2]]
         for task in chosen:
-            items.append({"task": string.Template(task).substitute(p), "signature": signature,
+            items.append({"task": string.Template(task).substitute(p), "header": header,
                           "entry_point": entry_point, "code": code, "tests": tests})
     phrasing_rng.shuffle(items)
     return items

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_settings", "models", "pull", "Settings", "Store"]
+__all__ = ["__version__", "load_settings", "models", "pull", "run", "Settings", "Store"]
 
 if TYPE_CHECKING:
     from roost import models
     from roost.config import Settings, load_settings
     from roost.models import pull
     from roost.store import Store
+    from roost.targets import run
 
 _LAZY = {
     "Settings": ("roost.config", "Settings"),
@@ -31,6 +32,7 @@ _LAZY = {
     "Store": ("roost.store", "Store"),
     "pull": ("roost.models", "pull"),
     "models": ("roost.models", None),
+    "run": ("roost.targets", "run"),
 }
 
 

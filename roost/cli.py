@@ -211,6 +211,53 @@ def traces_list(
     console.print(table)
 
 
+@app.command("run")
+@handles_errors
+def run_target(
+    target: str = typer.Argument(..., help="Dotted module name, e.g. programs.classify; an unknown one lists them."),
+    input: str | None = typer.Option(None, "--input", "-i",
+                                     help="The input text; a JSON object is passed as named inputs."),
+    input_file: str | None = typer.Option(None, "--input-file", help="Read the input from this file ('-': stdin)."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model name or alias the target calls."),
+    option: list[str] = typer.Option([], "--option", "-o",
+                                     help="KEY=VALUE target option, VALUE read as JSON when it parses; repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result and its steps as one JSON object."),
+) -> None:
+    """Run a program, graph or team by name, showing each step as it completes."""
+    import json
+    from pathlib import Path
+
+    from roost.targets import describe_step, parse_input, parse_options
+    from roost.targets import run as run_named
+
+    if (input is None) == (input_file is None):
+        _fail("give the input with exactly one of --input TEXT or --input-file FILE")
+    if input_file is not None:
+        try:
+            text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot read --input-file {input_file}: {exc.strerror}")
+    else:
+        text = input
+    options = parse_options(option)
+    if model is not None:
+        options["model"] = model
+    steps: list[dict[str, Any]] = []
+
+    def on_step(step: dict[str, Any]) -> None:
+        steps.append(step)
+        typer.echo(describe_step(step), err=True)
+
+    result = run_named(target, parse_input(text), on_step=on_step, **options)
+    if as_json:
+        typer.echo(json.dumps({"target": target, "result": result, "steps": steps}, ensure_ascii=False, default=str))
+    elif len(result) == 1:
+        value = next(iter(result.values()))
+        typer.echo(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
+    else:
+        typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":

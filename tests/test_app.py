@@ -511,7 +511,7 @@ async def test_openapi_lists_every_endpoint(tokenizer, settings, embedder):
 
 
 async def test_a_disconnecting_client_frees_its_slot_at_once(tokenizer, settings, embedder):
-    engine = EchoEngine(tokenizer, max_running=2, token_delay=0.02)
+    engine = EchoEngine(tokenizer, max_running=1, token_delay=0.02)
     app = create_app(engine, settings, embedder=embedder)
     body = {"model": "echo", "messages": HELLO, "max_tokens": 2000, "stream": True}
 
@@ -521,22 +521,27 @@ async def test_a_disconnecting_client_frees_its_slot_at_once(tokenizer, settings
                  if line.startswith(("roost_requests_waiting", "roost_requests_running"))}
         return value["roost_requests_running"], value["roost_requests_waiting"]
 
+    async def settled(http: httpx.AsyncClient) -> tuple[int, int]:
+        deadline = time.monotonic() + 10
+        while await queue_depth(http) != (0, 0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return await queue_depth(http)
+
     with uvicorn_thread(app) as url:
         async with httpx.AsyncClient(base_url=url) as http:
-            received = []
             async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-                async for line in response.aiter_lines():
-                    received += [line] if line else []
-                    if len(received) == 4:
-                        break
+                lines = response.aiter_lines()  # read a few events, keeping the stream open
+                received = [line for line in [await anext(lines) for _ in range(8)] if line]
                 assert await queue_depth(http) == (1, 0)
+                # a streaming client that gives up while queued behind it leaves the queue
+                with pytest.raises(httpx.ReadTimeout):
+                    await http.post("/v1/chat/completions", json=body, timeout=0.5)
+                assert await poll(lambda: engine.waiting == 0)
+            assert await settled(http) == (0, 0)
             # a non-streaming client that gives up (its read timeout) frees its slot too
             with pytest.raises(httpx.ReadTimeout):
                 await http.post("/v1/chat/completions", json={**body, "stream": False}, timeout=0.5)
-            deadline = time.monotonic() + 10
-            while await queue_depth(http) != (0, 0) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert await queue_depth(http) == (0, 0)
+            assert await settled(http) == (0, 0)
     assert all(line.startswith("data: ") for line in received)
-    assert engine.cancelled == 2
-    assert sorted(t.status for t in traces_of(settings).list()) == [499, 499]
+    assert engine.cancelled == 3
+    assert [t.status for t in traces_of(settings).list()] == [499, 499, 499]

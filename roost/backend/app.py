@@ -299,7 +299,7 @@ class Backend:
             try:
                 await _unless_disconnected(request, run())
             except ClientDisconnected:
-                call.status, call.error = 499, "client disconnected"
+                call.status, call.error = 499, "client disconnected"  # nginx's code; nobody reads this answer
                 call.record()
                 return Response(status_code=499)
             call.record()
@@ -309,10 +309,14 @@ class Backend:
         # model then still gets its own status code instead of a 200 with an error event.
         try:
             first = await _unless_disconnected(request, anext(choices, None))
-        except BaseException:
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await choices.aclose()
-            raise
+            if not isinstance(exc, ClientDisconnected):
+                raise
+            call.status, call.error = 499, "client disconnected"
+            call.record()
+            return Response(status_code=499)
         return _EventStream(self._events(call, choices, first))
 
     async def _events(self, call: _Call, choices: AsyncIterator[tuple[int, GenerationChunk]],

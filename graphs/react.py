@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,11 +24,17 @@ if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph.state import CompiledStateGraph
 
+DESCRIPTION = "LangGraph ReAct agent: one model with a calculator and search over roost's documents."
+AGENT = "assistant"
+RUN_OPTIONS = ("model", "models", "temperature", "max_tokens", "thread_id", "docs", "max_tool_rounds")
+
 SYSTEM = (
     "You are a careful assistant. Use the calculator for any arithmetic and search_docs for questions about "
     "roost. When a tool has answered, reply with the final answer in one short sentence."
 )
 MAX_TOOL_ROUNDS = 3
+
+OnStep = Callable[[dict[str, Any]], None]
 
 
 def build(model: BaseChatModel, tools: Sequence[BaseTool], *, system: str = SYSTEM, require_tool: bool = True,
@@ -90,3 +96,48 @@ def answer(graph: CompiledStateGraph, question: str, config: dict[str, Any] | No
     """Run ``graph`` on one question and return the last message's text."""
     state = graph.invoke({"messages": [("user", question)]}, config)
     return str(state["messages"][-1].content)
+
+
+def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options: Any) -> dict[str, Any]:
+    """Answer a question (a string, or ``{"question": ...}``) with the calculator and document search.
+
+    Options: ``model`` or ``models`` (``{"assistant": NAME}``), ``temperature``, ``max_tokens``,
+    ``thread_id`` (continue that conversation), ``docs`` (a folder of ``*.md`` files), ``max_tool_rounds``.
+
+    Returns:
+        ``answer``, ``thread_id`` and ``tool_calls`` (each call the agent made, as ``name(args)``).
+    """
+    from graphs.runtime import (
+        DEFAULT_MAX_TOKENS,
+        chat_models,
+        check_options,
+        checkpoints_path,
+        describe_message,
+        new_thread_id,
+        require_langgraph,
+        sqlite_checkpointer,
+        stream_steps,
+    )
+    from graphs.tools import DOCS_DIR, DocSearch, backend_embeddings, calculator_tool, search_tool
+    from roost.config import load_settings
+    from roost.errors import RoostError
+
+    require_langgraph()
+    check_options(__name__, options, RUN_OPTIONS)
+    question = input.get("question", "") if isinstance(input, dict) else input
+    if not str(question).strip():
+        raise RoostError(f"{__name__} needs a question, e.g. 'What is 17 * 23?'")
+    settings = load_settings()
+    model = chat_models(__name__, (AGENT,), options.get("models"), model=options.get("model"), settings=settings,
+                        temperature=options.get("temperature"),
+                        max_tokens=options.get("max_tokens") or DEFAULT_MAX_TOKENS)[AGENT]
+    tools = [calculator_tool(), search_tool(DocSearch(options.get("docs") or DOCS_DIR, backend_embeddings(settings)))]
+    thread_id = str(options.get("thread_id") or new_thread_id())
+    config = {"configurable": {"thread_id": thread_id}}
+    with sqlite_checkpointer(checkpoints_path(settings)) as saver:
+        graph = build(model, tools, checkpointer=saver, max_tool_rounds=options.get("max_tool_rounds", MAX_TOOL_ROUNDS))
+        stream_steps(graph, {"messages": [("user", str(question))]}, config, on_step)
+        messages = graph.get_state(config).values["messages"]
+    turn = messages[max(i for i, m in enumerate(messages) if m.type == "human"):]
+    return {"answer": str(messages[-1].content), "thread_id": thread_id,
+            "tool_calls": [describe_message(m) for m in turn if getattr(m, "tool_calls", None)]}

@@ -18,7 +18,9 @@ import json
 import logging
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS_FILE = "checkpoints.db"
+DEFAULT_MAX_TOKENS = 256
+"""Per-call cap for the graphs' agents unless ``max_tokens`` says otherwise: a 135M model that rambles stops there."""
+
+Step = dict[str, Any]
 
 
 def require_langgraph() -> None:
@@ -46,15 +52,23 @@ def require_langgraph() -> None:
         raise RoostError("the graphs need LangGraph: install roost[langgraph]") from None
 
 
-def model_name(agent: str, models: Mapping[str, str] | None, settings: Settings) -> str:
-    """The model name or alias ``agent`` uses: an explicit choice, else the alias named after it, else default."""
+def model_name(agent: str, models: Mapping[str, str] | None, settings: Settings, model: str | None = None) -> str:
+    """The model name or alias ``agent`` uses.
+
+    In order: ``models[agent]``; else ``model`` (one name for every agent); else the
+    roost.toml alias named after the agent; else ``default``.
+    """
     if models and agent in models:
         return models[agent]
+    if model:
+        return model
     return agent if agent in settings.aliases else "default"
 
 
 def check_agents(models: Mapping[str, Any] | None, agents: Iterable[str], target: str) -> None:
     """Refuse a models mapping that names an agent the graph does not have."""
+    if models is not None and not isinstance(models, Mapping):
+        raise RoostError(f"{target}: models must map agent names to model names, e.g. {{\"math\": \"math-v1\"}}")
     known = set(agents)
     unknown = sorted(set(models or {}) - known)
     if unknown:
@@ -62,15 +76,35 @@ def check_agents(models: Mapping[str, Any] | None, agents: Iterable[str], target
                          f"{', '.join(sorted(known))}")
 
 
+def check_options(target: str, options: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Refuse an option the target does not take, listing those it does."""
+    allowed = sorted(allowed)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise RoostError(f"{target}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+
+
 def chat_models(target: str, agents: Sequence[str], models: Mapping[str, str] | None = None, *,
-                settings: Settings | None = None, **options: Any) -> dict[str, BaseChatModel]:
-    """One LangChain chat model per agent, each tagged ``TARGET/AGENT`` in the trace store."""
+                model: str | None = None, settings: Settings | None = None,
+                **options: Any) -> dict[str, BaseChatModel]:
+    """One LangChain chat model per agent, each tagged ``TARGET/AGENT`` in the trace store.
+
+    Args:
+        target: the graph's dotted name, the first half of each caller tag.
+        agents: the agents that need a model.
+        models: model name or alias per agent (see :func:`model_name`).
+        model: one model name or alias for every agent not in ``models``.
+        settings: roost settings; default: :func:`roost.config.load_settings`.
+        **options: ``temperature``, ``max_tokens`` and other :func:`roost.clients.langchain_chat` options.
+    """
     from roost.clients import langchain_chat
     from roost.config import load_settings
 
     check_agents(models, agents, target)
     settings = settings or load_settings()
-    return {agent: langchain_chat(model_name(agent, models, settings), caller=f"{target}/{agent}", **options)
+    options = {k: v for k, v in options.items() if v is not None}
+    return {agent: langchain_chat(model_name(agent, models, settings, model), caller=f"{target}/{agent}",
+                                  settings=settings, **options)
             for agent in agents}
 
 
@@ -106,6 +140,28 @@ def sqlite_checkpointer(path: Path | str | None = None) -> Iterator[SqliteSaver]
 def json_schema_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI ``response_format`` asking for JSON that matches ``schema``; the backend constrains decoding to it."""
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+
+def structured_reply(model: BaseChatModel, messages: Sequence[Any], name: str, schema: dict[str, Any],
+                     max_tokens: int) -> str:
+    """The text of ``model``'s reply when asked for JSON matching ``schema``, at most ``max_tokens`` long.
+
+    Under a constrained backend the reply is that JSON. An unconstrained model may
+    instead run to the token cap, which the openai client reports as an error; its
+    truncated text is returned then, for the caller's defensive reading.
+    """
+    try:
+        from openai import LengthFinishReasonError
+    except ImportError:  # a non-OpenAI chat model: no such error to expect
+        LengthFinishReasonError = ()  # type: ignore[assignment]  # noqa: N806
+
+    bound = model.bind(response_format=json_schema_format(name, schema), max_tokens=max_tokens)
+    try:
+        return str(bound.invoke(list(messages)).content)
+    except LengthFinishReasonError as exc:  # type: ignore[misc]
+        text = exc.completion.choices[0].message.content or ""
+        logger.warning("the %s reply hit the %d-token cap before its JSON closed: %r", name, max_tokens, text[:200])
+        return text
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:
@@ -158,3 +214,88 @@ def as_decision(value: Any) -> bool:
         if word in {"n", "no", "reject", "rejected", "false"}:
             return False
     raise RoostError(f"cannot read {value!r} as an approval: answer yes or no (approve / reject)")
+
+
+# running -------------------------------------------------------------------------------------
+
+
+def stream_steps(graph: Any, command: Any, config: dict[str, Any], on_step: Callable[[Step], None] | None) -> None:
+    """Run ``graph`` on ``command``, reporting each node's update (subgraphs' too) to ``on_step`` as it ends."""
+    started = time.perf_counter()
+    for namespace, update in graph.stream(command, config, stream_mode="updates", subgraphs=True):
+        if on_step is None:
+            continue
+        prefix = "/".join(part.split(":")[0] for part in namespace)
+        for node, values in update.items():
+            if node == "__interrupt__":
+                step = {"kind": "interrupt", "name": prefix or graph.name,
+                        "output": [i.value for i in values]}
+            else:
+                step = {"kind": "node", "name": f"{prefix}/{node}" if prefix else node,
+                        "output": describe_update(values)}
+            on_step({**step, "seconds": round(time.perf_counter() - started, 3)})
+
+
+def describe_update(update: Any) -> Any:
+    """A node's state update in a form a person reads: message text, tool calls, or the plain values."""
+    if not isinstance(update, Mapping):
+        return update
+    out: dict[str, Any] = {}
+    for key, value in update.items():
+        if key == "messages":
+            out[key] = [describe_message(m) for m in value]
+        else:
+            out[key] = value
+    if set(out) == {"messages"} and len(out["messages"]) == 1:
+        return out["messages"][0]
+    return out
+
+
+def describe_message(message: Any) -> str:
+    """``calculator(expression='2+2')`` for a tool call, ``-> 4`` for a tool result, else the text."""
+    calls = getattr(message, "tool_calls", None)
+    if calls:
+        return "; ".join(f"{c['name']}({', '.join(f'{k}={v!r}' for k, v in c['args'].items())})" for c in calls)
+    if getattr(message, "type", "") == "tool":
+        return f"{message.name} -> {message.content}"
+    return str(getattr(message, "content", message))
+
+
+PAUSED = object()
+"""What :func:`first_command` returns for a run paused at an interrupt and given no answer for it."""
+
+
+def first_command(graph: Any, config: dict[str, Any], fresh: Callable[[], Any], decision: Any = None) -> Any:
+    """The first thing to stream for this thread id.
+
+    A new thread gets ``fresh()`` (the input). A thread paused at an interrupt gets
+    ``Command(resume=decision)``, or :data:`PAUSED` when there is no decision yet.
+    A thread that stopped half-way (a crash, a killed process) gets ``None``, which
+    makes LangGraph continue from its last checkpoint.
+
+    Raises:
+        RoostError: the thread has already finished.
+    """
+    from langgraph.types import Command
+
+    snapshot = graph.get_state(config)
+    thread_id = config["configurable"]["thread_id"]
+    if snapshot.interrupts:
+        return Command(resume=decision) if decision is not None else PAUSED
+    if snapshot.next:
+        logger.info("thread '%s' stopped before %s; continuing it", thread_id, ", ".join(snapshot.next))
+        return None
+    if snapshot.values:
+        raise RoostError(f"thread '{thread_id}' has already finished; start a new run without a thread id")
+    return fresh()
+
+
+def pending_interrupt(graph: Any, config: dict[str, Any]) -> Any | None:
+    """The value of the interrupt the thread waits on, or None when it waits on none."""
+    interrupts = graph.get_state(config).interrupts
+    return interrupts[0].value if interrupts else None
+
+
+def new_thread_id() -> str:
+    """A fresh thread id for a run that was given none."""
+    return uuid.uuid4().hex[:12]

@@ -29,12 +29,30 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from graphs import react
-from graphs.runtime import as_decision, json_schema_format, pick_choice
-from graphs.tools import DocSearch, calculator_tool, search_tool
+from graphs.runtime import (
+    DEFAULT_MAX_TOKENS,
+    PAUSED,
+    Step,
+    as_decision,
+    chat_models,
+    check_options,
+    checkpoints_path,
+    first_command,
+    new_thread_id,
+    pending_interrupt,
+    pick_choice,
+    require_langgraph,
+    sqlite_checkpointer,
+    stream_steps,
+    structured_reply,
+)
+from graphs.tools import DOCS_DIR, DocSearch, backend_embeddings, calculator_tool, search_tool
+from roost.config import load_settings
+from roost.errors import RoostError
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -43,9 +61,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+OnStep = Callable[[Step], None]
+
+DESCRIPTION = "LangGraph supervisor: a router sends the question to math, researcher and writer agents; asks approval."
+RUN_OPTIONS = ("model", "models", "temperature", "max_tokens", "thread_id", "approve", "approval", "docs")
 SPECIALISTS = ("math", "researcher", "writer")
 AGENTS = ("router", *SPECIALISTS)
 FINISH = "FINISH"
+ROUTER_MAX_TOKENS = 32  # {"next": "researcher"} is 9 tokens; the cap only bites an unconstrained reply
 
 ROLES = {
     "math": "computes arithmetic exactly with a calculator",
@@ -107,12 +130,12 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
                   "required": ["next"], "additionalProperties": False}
         roles = "; ".join(f"{s} {ROLES[s]}" for s in SPECIALISTS)
         system = ROUTER_SYSTEM.format(roles=roles, choices=", ".join(choices))
-        reply = models["router"].bind(response_format=json_schema_format("route", schema)).invoke(
-            [SystemMessage(system), HumanMessage(_brief(state))])
-        choice, exact = pick_choice(str(reply.content), "next", choices)
+        reply = structured_reply(models["router"], [SystemMessage(system), HumanMessage(_brief(state))], "route",
+                                 schema, ROUTER_MAX_TOKENS)
+        choice, exact = pick_choice(reply, "next", choices)
         if choice is None:
             choice = choices[0]  # an unreadable reply consults the next specialist in order: the loop still ends
-            logger.warning("router reply named no choice of %s; sending it to %s: %r", choices, choice, reply.content)
+            logger.warning("router reply named no choice of %s; sending it to %s: %r", choices, choice, reply[:200])
         return {"next": choice, "route_fallbacks": int(not exact)}
 
     def run_react(agent: CompiledStateGraph, name: str, state: SupervisorState) -> dict[str, Any]:
@@ -159,3 +182,55 @@ def _brief(state: SupervisorState) -> str:
         lines.append(f"Note from {who}: {text}")
     return "\n".join(lines)
 
+
+
+
+def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options: Any) -> dict[str, Any]:
+    """Answer a question (a string, or ``{"question": ...}``) with the team, pausing for approval at the end.
+
+    Options: ``model`` (one model for every agent), ``models`` (``{"math": "math-v1", ...}``),
+    ``temperature``, ``max_tokens``, ``thread_id`` (resume that run), ``approve`` (``True``/``False``
+    answers the approval question; unset, a run that reaches it returns ``status: "paused"``),
+    ``approval`` (``False`` skips the question), ``docs`` (a folder of ``*.md`` files to search).
+
+    Returns:
+        ``status`` (``"done"`` or ``"paused"``), ``thread_id``, ``answer``, and when done ``approved``,
+        ``specialists`` (who spoke, in order) and ``route_fallbacks`` (router replies that were not the JSON
+        asked for); when paused, ``question``.
+    """
+    require_langgraph()
+    from langgraph.types import Command
+
+    check_options(__name__, options, RUN_OPTIONS)
+    thread_id = str(options.get("thread_id") or new_thread_id())
+    config = {"configurable": {"thread_id": thread_id}}
+    settings = load_settings()
+    models = chat_models(__name__, AGENTS, options.get("models"), model=options.get("model"), settings=settings,
+                         temperature=options.get("temperature"),
+                         max_tokens=options.get("max_tokens") or DEFAULT_MAX_TOKENS)
+    search = DocSearch(options.get("docs") or DOCS_DIR, backend_embeddings(settings))
+    approve = options.get("approve")
+    with sqlite_checkpointer(checkpoints_path(settings)) as saver:
+        graph = build(models, search, approval=options.get("approval", True), checkpointer=saver)
+        command = first_command(graph, config, lambda: {"question": _question(input)}, approve)
+        while True:
+            if command is not PAUSED:
+                stream_steps(graph, command, config, on_step)
+            pending = pending_interrupt(graph, config)
+            if pending is None:
+                break
+            if approve is None:
+                return {"status": "paused", "thread_id": thread_id, "question": pending["question"],
+                        "answer": pending["answer"]}
+            command = Command(resume=as_decision(approve))
+        state = graph.get_state(config).values
+    return {"status": "done", "thread_id": thread_id, "answer": state.get("answer", ""),
+            "approved": state.get("approved"), "specialists": [who for who, _ in state.get("notes", [])],
+            "route_fallbacks": state.get("route_fallbacks", 0)}
+
+
+def _question(input: str | dict[str, Any]) -> str:
+    question = input.get("question", "") if isinstance(input, dict) else input
+    if not str(question).strip():
+        raise RoostError(f"{__name__} needs a question, e.g. 'What is 12 * 7, and how do I resume a run?'")
+    return str(question)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from graphs.runtime import json_schema_format, parse_json_object
+from graphs.runtime import parse_json_object, structured_reply
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -28,8 +28,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DESCRIPTION = "LangGraph translate -> review -> revise loop until the reviewer approves or the rounds run out."
 AGENTS = ("translator", "reviewer")
+RUN_OPTIONS = ("model", "models", "temperature", "max_tokens", "thread_id", "language", "max_rounds")
+DEFAULT_LANGUAGE = "French"
 MAX_ROUNDS = 3
+REVIEW_MAX_TOKENS = 160  # the JSON around a 300-character feedback takes ~100 tokens
+
+OnStep = Callable[[dict[str, Any]], None]
 
 TRANSLATOR_SYSTEM = "You are a translator. Reply with the translation only, no notes."
 REVIEWER_SYSTEM = (
@@ -75,10 +81,9 @@ def build(models: Mapping[str, BaseChatModel], *, max_rounds: int = MAX_ROUNDS,
 
     def review(state: TranslateState) -> dict[str, Any]:
         prompt = f"Original:\n{state['text']}\n\nTranslation into {state['language']}:\n{state['translation']}"
-        reviewer = models["reviewer"].bind(response_format=json_schema_format("review", REVIEW_SCHEMA))
-        reply = reviewer.invoke([SystemMessage(REVIEWER_SYSTEM.format(language=state["language"])),
-                                 HumanMessage(prompt)])
-        approved, feedback = read_review(str(reply.content))
+        messages = [SystemMessage(REVIEWER_SYSTEM.format(language=state["language"])), HumanMessage(prompt)]
+        approved, feedback = read_review(structured_reply(models["reviewer"], messages, "review", REVIEW_SCHEMA,
+                                                          REVIEW_MAX_TOKENS))
         rounds = state.get("rounds", 0) + 1
         stopped_by = "approved" if approved else ("max_rounds" if rounds >= max_rounds else "")
         return {"approved": approved, "feedback": feedback, "rounds": rounds, "stopped_by": stopped_by}
@@ -109,3 +114,50 @@ def read_review(text: str) -> tuple[bool, str]:
     logger.warning("review was not the JSON asked for; reading it as words: %r", text[:200])
     approved = re.search(r"\bAPPROVED?\b", text) is not None and not re.search(r"\bnot\s+approved?\b", text, re.I)
     return approved, text.strip()
+
+
+def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options: Any) -> dict[str, Any]:
+    """Translate a text (a string, or ``{"text": ..., "language": ...}``) through the review loop.
+
+    Options: ``language`` (default French), ``model`` or ``models`` (``translator``, ``reviewer``),
+    ``temperature``, ``max_tokens``, ``max_rounds``, ``thread_id`` (continue a run that stopped half-way).
+
+    Returns:
+        ``translation``, ``approved``, ``rounds``, ``stopped_by`` (``approved`` or ``max_rounds``), ``thread_id``.
+    """
+    from graphs.runtime import (
+        DEFAULT_MAX_TOKENS,
+        chat_models,
+        check_options,
+        checkpoints_path,
+        first_command,
+        new_thread_id,
+        require_langgraph,
+        sqlite_checkpointer,
+        stream_steps,
+    )
+    from roost.config import load_settings
+    from roost.errors import RoostError
+
+    require_langgraph()
+    check_options(__name__, options, RUN_OPTIONS)
+
+    def fresh() -> dict[str, str]:
+        text = input.get("text", "") if isinstance(input, dict) else input
+        language = (input.get("language") if isinstance(input, dict) else None) or options.get("language")
+        if not str(text).strip():
+            raise RoostError(f"{__name__} needs a text to translate, e.g. 'Good morning, friends.'")
+        return {"text": str(text), "language": str(language or DEFAULT_LANGUAGE)}
+
+    settings = load_settings()
+    models = chat_models(__name__, AGENTS, options.get("models"), model=options.get("model"), settings=settings,
+                         temperature=options.get("temperature"),
+                         max_tokens=options.get("max_tokens") or DEFAULT_MAX_TOKENS)
+    thread_id = str(options.get("thread_id") or new_thread_id())
+    config = {"configurable": {"thread_id": thread_id}}
+    with sqlite_checkpointer(checkpoints_path(settings)) as saver:
+        graph = build(models, max_rounds=options.get("max_rounds", MAX_ROUNDS), checkpointer=saver)
+        stream_steps(graph, first_command(graph, config, fresh), config, on_step)
+        state = graph.get_state(config).values
+    return {"translation": state.get("translation", ""), "approved": state.get("approved", False),
+            "rounds": state.get("rounds", 0), "stopped_by": state.get("stopped_by", ""), "thread_id": thread_id}

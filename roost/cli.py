@@ -138,8 +138,8 @@ def models_rm(name: str = typer.Argument(..., help="Store name of a base or adap
 @app.command()
 @handles_errors
 def serve(
-    host: str | None = typer.Option(None, "--host", help="Interface to bind; default [backend] host (127.0.0.1)."),
-    port: int | None = typer.Option(None, "--port", help="Port to listen on; default [backend] port (8765)."),
+    host: str | None = typer.Option(None, "--host", help="Interface to bind; default: backend.host (127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", help="Port to listen on; default: backend.port (8765)."),
     api_key: str | None = typer.Option(None, "--api-key", help="Require this bearer key on /v1/* (or ROOST_API_KEY)."),
     model: list[str] | None = typer.Option(
         None, "--model", help="Alias or store name to serve (repeatable); default: every alias whose base is pulled."
@@ -197,7 +197,7 @@ def traces_list(
         return
     console = Console()
     if not traces:
-        console.print(f"No traces match in {path}.")
+        console.print(f"No traces match in {path}." if path.exists() else f"No traces recorded yet ({path}).")
         return
     table = Table(title=f"roost traces: {path}")
     table.add_column("time", no_wrap=True)

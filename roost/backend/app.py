@@ -244,7 +244,8 @@ class Backend:
             _check_supported(body)
             info = self.model_info(body.model)
             tokenizer = self._tokenizer(body.model)
-            prompts = [self._encode_prompt(tokenizer, p, i, len(body.prompts())) for i, p in enumerate(body.prompts())]
+            texts = body.prompts()
+            prompts = [self._encode_prompt(tokenizer, p, i, len(texts)) for i, p in enumerate(texts)]
             if not prompts:
                 raise APIError(400, "prompt must not be an empty list", param="prompt")
             params = self._sampling(body, info, max(len(ids) for ids in prompts), param="prompt")
@@ -273,15 +274,15 @@ class Backend:
     def _sampling(self, body: SamplingRequest, info: ModelInfo, prompt_tokens: int, param: str) -> SamplingParams:
         """The request's sampling parameters, with the alias's defaults where it names none."""
         alias = self.settings.alias(body.model)
-        temperature = _first(body.temperature, alias and alias.temperature, 1.0)
-        top_p = _first(body.top_p, alias and alias.top_p, 1.0)
+        temperature = _first(body.temperature, alias.temperature if alias else None, 1.0)
+        top_p = _first(body.top_p, alias.top_p if alias else None, 1.0)
         room = info.max_context - prompt_tokens
         requested = body.requested_max_tokens()
         if room <= 0:
             raise context_length_exceeded(info.max_context, prompt_tokens, None, param)
         if requested is not None and requested > room:
             raise context_length_exceeded(info.max_context, prompt_tokens, requested, param)
-        max_tokens = requested or min(room, (alias and alias.max_tokens) or DEFAULT_MAX_TOKENS)
+        max_tokens = requested or min(room, (alias.max_tokens if alias else None) or DEFAULT_MAX_TOKENS)
         if body.min_tokens > max_tokens:
             raise APIError(400, f"min_tokens ({body.min_tokens}) exceeds the {max_tokens} tokens this request may "
                            "generate; lower min_tokens or raise max_tokens", param="min_tokens")
@@ -584,7 +585,7 @@ def _check_supported(body: SamplingRequest) -> None:
 
 
 def _first(*values: Any) -> Any:
-    return next(v for v in values if v is not None and v is not False)
+    return next(v for v in values if v is not None)
 
 
 async def _merge(engine: Engine, requests: Sequence[GenerationRequest]) -> AsyncIterator[tuple[int, GenerationChunk]]:

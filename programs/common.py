@@ -25,6 +25,7 @@ from typing import Any
 
 import dspy
 from dspy.utils.callback import BaseCallback
+from dspy.utils.exceptions import AdapterParseError
 
 from roost.errors import RoostError
 
@@ -42,6 +43,10 @@ class DataError(RoostError, ValueError):
 
 class InputError(RoostError, ValueError):
     """The input given to a program does not have the fields it needs."""
+
+
+class OutputError(RoostError):
+    """The model's reply could not be read as the program's output fields."""
 
 
 @dataclass(frozen=True)
@@ -200,5 +205,11 @@ def run_program(program: dspy.Module, task: Task, target: str, input: str | dict
     callbacks = [StepReporter(on_step)] if on_step else []
     with dspy.context(lm=lm, adapter=make_adapter(options.get("adapter") or "json"),
                       callbacks=[*dspy.settings.callbacks, *callbacks]):
-        prediction = program(**kwargs)
+        try:
+            prediction = program(**kwargs)
+        except AdapterParseError as exc:
+            reply = " ".join(str(exc.lm_response or "").split())[:200]
+            raise OutputError(f"{target}: {exc.adapter_name} could not read {', '.join(task.labels)} from the "
+                              f"model's reply {reply!r}; a backend that constrains decoding to the output schema "
+                              "prevents this, a fine-tuned adapter makes it rarer") from exc
     return {name: prediction[name] for name in task.labels}

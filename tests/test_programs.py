@@ -13,7 +13,7 @@ from dspy.utils.dummies import DummyLM
 from dspy.utils.exceptions import AdapterParseError
 
 from programs import classify, ner, paraphrase, qa, summarize, text2code, translate, transliterate
-from programs.common import DATA_DIR, DataError, InputError, Task
+from programs.common import DATA_DIR, DataError, InputError, OutputError, Task
 from programs.metrics import char_accuracy, chrf, exact_match, levenshtein, token_f1
 from programs.sandbox import run_tests
 
@@ -251,8 +251,9 @@ def test_json_adapter_sends_the_label_set_as_a_schema():
 
 def test_chat_adapter_parse_failures_surface_without_a_json_fallback():
     lm = DummyLM([{"nothing": "useful"}] * 3, adapter=dspy.ChatAdapter())
-    with pytest.raises(AdapterParseError, match="label"):
+    with pytest.raises(OutputError, match="ChatAdapter could not read label from the model's reply") as info:
         classify.run("My parcel is late.", lm=lm, adapter="chat")
+    assert isinstance(info.value.__cause__, AdapterParseError)
     assert len(lm.history) == 1  # one call: no hidden second try through the JSON adapter
 
 

@@ -222,6 +222,14 @@ def run_target(
     option: list[str] = typer.Option([], "--option", "-o",
                                      help="KEY=VALUE target option, VALUE read as JSON when it parses; repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print the result and its steps as one JSON object."),
+    approve: bool | None = typer.Option(
+        None, "--approve/--reject",
+        help="Answer a graph's human-approval step. Without either, a terminal asks; elsewhere the run stops "
+             "and says how to resume it.",
+    ),
+    thread_id: str | None = typer.Option(
+        None, "--thread-id", help="Graphs: resume or continue the run saved under this thread id (input optional)."
+    ),
 ) -> None:
     """Run a program, graph or team by name, showing each step as it completes."""
     import json
@@ -230,9 +238,12 @@ def run_target(
     from roost.targets import describe_step, parse_input, parse_options
     from roost.targets import run as run_named
 
-    if (input is None) == (input_file is None):
+    given = [x for x in (input, input_file) if x is not None]
+    if len(given) > 1 or (not given and not thread_id):
         _fail("give the input with exactly one of --input TEXT or --input-file FILE")
-    if input_file is not None:
+    if input is None and input_file is None:
+        text = ""  # resuming a saved run: the thread holds its input
+    elif input_file is not None:
         try:
             text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text(encoding="utf-8")
         except OSError as exc:
@@ -242,6 +253,9 @@ def run_target(
     options = parse_options(option)
     if model is not None:
         options["model"] = model
+    for key, value in (("approve", approve), ("thread_id", thread_id)):
+        if value is not None:
+            options[key] = value
     steps: list[dict[str, Any]] = []
 
     def on_step(step: dict[str, Any]) -> None:
@@ -249,6 +263,14 @@ def run_target(
         typer.echo(describe_step(step), err=True)
 
     result = run_named(target, parse_input(text), on_step=on_step, **options)
+    while result.get("status") == "paused":  # a graph waits at a human-in-the-loop step
+        question, paused_id = result.get("question", "Approve?"), result.get("thread_id")
+        if not sys.stdin.isatty():
+            _fail(f"{target} paused at '{question}' (thread {paused_id}) and there is no terminal to ask; rerun "
+                  f"with --thread-id {paused_id} and --approve or --reject")
+        typer.echo(f"\n{result.get('answer', '')}\n", err=True)
+        decision = typer.confirm(question, err=True)
+        result = run_named(target, "", on_step=on_step, **{**options, "thread_id": paused_id, "approve": decision})
     if as_json:
         typer.echo(json.dumps({"target": target, "result": result, "steps": steps}, ensure_ascii=False, default=str))
     elif len(result) == 1:

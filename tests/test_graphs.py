@@ -7,6 +7,7 @@ and the SQLite checkpointer are the real ones.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,67 @@ def test_document_search_ranks_by_meaning_with_backend_embeddings(tokenizer: Any
     assert hits[0][1].source == "checkpoints.md"
     assert hits[0][0] > hits[1][0] > 0
     assert embedding_hits[0][1].heading == "Embeddings"
+
+
+# roost run: the approval step from the command line -------------------------------------------
+
+
+@pytest.fixture
+def offline_supervisor(monkeypatch: pytest.MonkeyPatch, search: DocSearch) -> dict[str, ScriptedChat]:
+    """graphs.supervisor with scripted models and hash embeddings in place of the backend's."""
+    models = supervisor_models('{"next": "math"}', '{"next": "writer"}', '{"next": "FINISH"}')
+    monkeypatch.setattr(supervisor, "chat_models", lambda *args, **kwargs: models)
+    monkeypatch.setattr(supervisor, "backend_embeddings", lambda settings: search.embeddings)
+    return models
+
+
+def test_roost_run_without_a_terminal_stops_at_approval_then_resumes_by_thread_id(
+        offline_supervisor: dict[str, ScriptedChat], roost_home: Path) -> None:
+    from typer.testing import CliRunner
+
+    from roost.cli import app
+
+    runner = CliRunner()
+    paused = runner.invoke(app, ["run", "graphs.supervisor", "-i", "What is 12 * 7?", "--thread-id", "t-cli"])
+    assert paused.exit_code == 1
+    assert "paused at 'Publish this answer?' (thread t-cli)" in paused.output
+    assert "--thread-id t-cli and --approve or --reject" in paused.output
+    assert (roost_home / "checkpoints.db").is_file()
+
+    resumed = runner.invoke(app, ["run", "graphs.supervisor", "--thread-id", "t-cli", "--approve", "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])["result"]
+    assert result["status"] == "done" and result["approved"] is True
+    assert result["specialists"] == ["math", "writer"]
+
+    again = runner.invoke(app, ["run", "graphs.supervisor", "--thread-id", "t-cli", "--approve"])
+    assert again.exit_code == 1 and "has already finished" in again.output
+
+
+def test_roost_run_asks_in_a_terminal(offline_supervisor: dict[str, ScriptedChat],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from roost.cli import app
+
+    # CliRunner swaps in its own stdin: make that one claim to be a terminal.
+    monkeypatch.setattr("typer.testing._NamedTextIOWrapper.isatty", lambda self: True, raising=False)
+    result = CliRunner().invoke(app, ["run", "graphs.supervisor", "-i", "What is 12 * 7?", "--json"], input="n\n")
+
+    assert result.exit_code == 0, result.output
+    assert "Publish this answer? [y/N]" in result.output
+    final = json.loads(result.stdout.strip().splitlines()[-1])["result"]
+    assert final["approved"] is False and final["answer"].startswith("12 times 7 is 84")
+
+
+def test_roost_run_approve_flag_answers_without_pausing(offline_supervisor: dict[str, ScriptedChat]) -> None:
+    from roost.targets import run
+
+    steps: list[dict[str, Any]] = []
+    result = run("graphs.supervisor", "What is 12 * 7?", on_step=steps.append, approve=True)
+
+    assert result["status"] == "done" and result["approved"] is True
+    names = [s["name"] for s in steps]
+    assert names[:4] == ["router", "math/agent", "math/tools", "math/agent"]
+    assert {"kind": "interrupt"}.items() <= next(s for s in steps if s["kind"] == "interrupt").items()
+    assert next(s for s in steps if s["name"] == "math/tools")["output"] == "calculator -> 84"

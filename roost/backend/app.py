@@ -97,6 +97,7 @@ def create_app(engine: Engine, settings: Settings, *, embedder: Embedder | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await engine.start()
+        await backend.prune_traces()  # before serving, so old traces are gone once /health answers
         retention = asyncio.create_task(backend.apply_retention())
         try:
             yield
@@ -176,17 +177,21 @@ class Backend:
         stats = self.engine.stats()
         return stats.running, stats.waiting
 
-    async def apply_retention(self) -> None:
-        """Prune traces older than the retention setting now and then every hour."""
+    async def prune_traces(self) -> None:
+        """Delete traces older than the retention setting (``trace_retention_days``)."""
         days = self.settings.backend.trace_retention_days
         if days is None:
             return
-        while True:
-            try:
-                await asyncio.to_thread(self.traces.prune, days)
-            except Exception:  # a locked or broken database must not take the server down
-                logger.exception("could not prune the trace database %s", self.traces.path)
+        try:
+            await asyncio.to_thread(self.traces.prune, days)
+        except Exception:  # a locked or broken database must not take the server down
+            logger.exception("could not prune the trace database %s", self.traces.path)
+
+    async def apply_retention(self) -> None:
+        """Prune traces every hour while the server runs."""
+        while self.settings.backend.trace_retention_days is not None:
             await asyncio.sleep(RETENTION_CHECK_SECONDS)
+            await self.prune_traces()
 
     # models ------------------------------------------------------------------
 

@@ -125,8 +125,8 @@ async def _serve(settings: Settings, models: list[str] | None, ready: Callable[[
     state = ServerState(os.getpid(), host, port, f"http://{_url_host(host)}:{port}", time.time())
 
     # uvicorn re-raises the signal that stopped it once it is done, with the handler that was
-    # there before; a handler that does nothing lets this function clean up and return.
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    # there before; handlers that do nothing let this function clean up and return normally.
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started and not task.done():
@@ -138,7 +138,8 @@ async def _serve(settings: Settings, models: list[str] | None, ready: Callable[[
                 ready(state)
         await task
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         await engine.stop()
         current = ServerState.read(settings.home)
         if current is not None and current.pid == os.getpid():

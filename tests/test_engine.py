@@ -115,9 +115,10 @@ async def run_staggered(engine: TransformersEngine, requests: list[GenerationReq
 
 
 @pytest.mark.asyncio
-async def test_mixed_adapter_batch_matches_each_request_alone_and_peft(tiny_home: Path, reference) -> None:
+@pytest.mark.parametrize("runner", ["lean", "transformers"])
+async def test_mixed_adapter_batch_matches_each_request_alone_and_peft(tiny_home: Path, reference, runner) -> None:
     requests = mixed_requests()
-    engine = engine_for(tiny_home, ["tiny", "lora-a", "lora-b"], max_batch_size=16)
+    engine = engine_for(tiny_home, ["tiny", "lora-a", "lora-b"], max_batch_size=16, runner=runner)
     await engine.start()
     try:
         alone = [(await collect(engine, r))[0] for r in requests]
@@ -176,9 +177,11 @@ async def test_aliases_from_roost_toml_are_served(tiny_home: Path, tmp_path: Pat
 
 
 @pytest.mark.asyncio
-async def test_hot_loaded_adapter_answers_and_unloading_removes_it(tiny_home: Path, reference, tmp_path) -> None:
+@pytest.mark.parametrize("runner", ["lean", "transformers"])
+async def test_hot_loaded_adapter_answers_and_unloading_removes_it(tiny_home: Path, reference, tmp_path,
+                                                                   runner) -> None:
     store = Store(tiny_home)
-    engine = engine_for(tiny_home, ["tiny"])
+    engine = engine_for(tiny_home, ["tiny"], runner=runner)
     await engine.start()
     try:
         prompt = [17, 2048, 333, 9000]

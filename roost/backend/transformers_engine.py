@@ -62,6 +62,7 @@ PREFILL_TOKENS = 512
 # SmolLM2-135M in bf16 = 47 MB).
 INITIAL_KV_POSITIONS = 256
 
+RUNNERS = ("auto", "lean", "transformers")
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
@@ -330,6 +331,7 @@ class _Base:
     eos_ids: list[int]
     pad_id: int
     created: int
+    runner: Any = None  # a LlamaRunner, or None to run the transformers model (through PEFT once adapters load)
     peft: Any = None
     adapters: dict[str, _Adapter] = field(default_factory=dict)
     rows: list[_Sequence] = field(default_factory=list)  # index == slot
@@ -337,6 +339,9 @@ class _Base:
 
     def forward(self, input_ids: Any, mask: Any, position_ids: Any, adapters: list[str]) -> Any:
         """Last-position logits ``[batch, vocab]`` for a batch already routed in :attr:`cache`."""
+        if self.runner is not None:
+            rows = [0 if name == BASE_ROWS else self.runner.lora.index(name) for name in adapters]
+            return self.runner.forward(input_ids, position_ids, mask, self.cache, rows if any(rows) else None)
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask, "position_ids": position_ids,
                                   "cache": self.cache, "use_cache": True, "logits_to_keep": 1}
         if self.peft is not None:
@@ -365,10 +370,14 @@ class TransformersEngine(Engine):
         dtype: ``"auto"`` (bf16 where the CPU has native bf16, else fp32), ``"float32"`` or ``"bfloat16"``.
         max_batch_size: requests decoded together per base (the cache's slots).
         max_queue: requests that may wait for a slot per base before :class:`QueueFull`.
+        runner: ``"auto"`` (the lean Llama-family runner where it applies, else transformers), ``"lean"``
+            or ``"transformers"`` (the model's own forward, with PEFT for adapters).
     """
 
     def __init__(self, settings: Settings, models: list[str] | None = None, *, dtype: str = "auto",
-                 max_batch_size: int = 16, max_queue: int = 64) -> None:
+                 max_batch_size: int = 16, max_queue: int = 64, runner: str = "auto") -> None:
+        if runner not in RUNNERS:
+            raise ConfigError(f"runner '{runner}' is not one of {', '.join(RUNNERS)}")
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_queue < 0:
@@ -380,6 +389,7 @@ class TransformersEngine(Engine):
         self.dtype_name = dtype
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
+        self.runner = runner
         self._bases: dict[str, _Base] = {}
         self._routes: dict[str, _Route] = {}
         self._waiting: collections.deque[_Sequence] = collections.deque()
@@ -469,16 +479,30 @@ class TransformersEngine(Engine):
                           *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})
         with torch.inference_mode():
             cache = SlotCache(config.num_hidden_layers, self.max_batch_size, kv_heads, head_dim, dtype)
+        runner = self._make_runner(name, model)
         base = _Base(
             name=name, path=Path(path), model=model, tokenizer=tokenizer, cache=cache, max_context=max_context,
             vocab_size=model.get_input_embeddings().num_embeddings, eos_ids=eos_ids,
             pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0],
-            created=int(time.time()),
+            created=int(time.time()), runner=runner,
         )
         self._bases[name] = base
         logger.info("loaded base '%s' from %s in %s in %.1f s", name, path, str(dtype).removeprefix("torch."),
                     time.perf_counter() - started)
         return base
+
+    def _make_runner(self, name: str, model: Any) -> Any:
+        from roost.backend.llama_runner import LlamaRunner, unsupported_reason
+
+        if self.runner == "transformers":
+            return None
+        reason = unsupported_reason(model)
+        if reason is None:
+            return LlamaRunner(model)
+        if self.runner == "lean":
+            raise ConfigError(f"base '{name}': the lean runner does not support {reason}; use runner='auto'")
+        logger.info("base '%s' runs on the transformers forward: the lean runner does not support %s", name, reason)
+        return None
 
     def _register(self, name: str, base: _Base, adapter: _Adapter | None) -> None:
         info = ModelInfo(name=name, base=base.name, adapter=adapter.label if adapter else None,
@@ -493,6 +517,8 @@ class TransformersEngine(Engine):
         """Load the LoRA folder ``path`` onto ``base`` (once per folder); runs between decode steps."""
         from peft import PeftModel
 
+        from roost.backend.llama_runner import UnsupportedAdapter
+
         path = Path(path).resolve()
         for adapter in base.adapters.values():
             if adapter.path == path:
@@ -501,11 +527,15 @@ class TransformersEngine(Engine):
         self._adapter_count += 1
         started = time.perf_counter()
         try:
-            if base.peft is None:
+            if base.runner is not None:
+                base.runner.lora.add(key, path)
+            elif base.peft is None:
                 base.peft = PeftModel.from_pretrained(base.model, str(path), adapter_name=key, is_trainable=False)
                 base.peft.eval()
             else:
                 base.peft.load_adapter(str(path), adapter_name=key, is_trainable=False)
+        except UnsupportedAdapter as exc:
+            raise InvalidRequest(str(exc)) from None
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
             raise InvalidRequest(f"adapter '{name}' at {path} does not fit base '{base.name}': {exc}") from None
         adapter = _Adapter(key, name, path)
@@ -520,7 +550,9 @@ class TransformersEngine(Engine):
         if busy:
             return False
         del base.adapters[adapter.key]
-        if base.adapters:
+        if base.runner is not None:
+            base.runner.lora.remove(adapter.key)
+        elif base.adapters:
             base.peft.delete_adapter(adapter.key)
         else:  # PEFT keeps no consistent state with zero adapters: go back to the bare base (and its speed)
             base.model = base.peft.base_model.unload()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agents.tools import check_agents, model_name
+from agents.tools import check_agents, generation_options, model_name
 from roost.errors import RoostError
 
 if TYPE_CHECKING:
@@ -38,16 +38,29 @@ def require_autogen() -> None:
 
 
 def model_clients(target: str, agents: Sequence[str], models: Mapping[str, str] | None = None, *,
-                  settings: Settings | None = None, **options: Any) -> dict[str, ChatCompletionClient]:
-    """An AutoGen model client per agent on its own model name, tagged ``TARGET/AGENT`` in the trace store."""
+                  model: str | None = None, settings: Settings | None = None,
+                  **options: Any) -> dict[str, ChatCompletionClient]:
+    """An AutoGen model client per agent on its own model name, tagged ``TARGET/AGENT`` in the trace store.
+
+    Args:
+        target: the team's dotted name, the first half of each caller tag.
+        agents: the agents that need a client.
+        models: model name or alias per agent; see :func:`agents.tools.model_name`.
+        model: one model name or alias for every agent not in ``models``.
+        settings: roost settings; default: :func:`roost.config.load_settings`.
+        **options: ``temperature``, ``max_tokens``; see :func:`agents.tools.generation_options`.
+    """
     from roost.clients import autogen_client
     from roost.config import load_settings
 
     check_agents(target, models, agents)
     settings = settings or load_settings()
-    per_call = {k: v for k, v in options.items() if k in CLIENT_OPTIONS and v is not None}
-    return {agent: autogen_client(model_name(agent, models, settings), caller=f"{target}/{agent}", **per_call)
-            for agent in agents}
+    clients = {}
+    for agent in agents:
+        name = model_name(agent, models, settings, model)
+        clients[agent] = autogen_client(name, caller=f"{target}/{agent}", settings=settings,
+                                        **generation_options(name, settings, options))
+    return clients
 
 
 def as_step(item: Any) -> Step:

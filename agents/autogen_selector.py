@@ -143,13 +143,14 @@ def build(clients: Mapping[str, ChatCompletionClient], *,
 
 async def arun(input: str | dict[str, Any], *, on_step: OnStep | None = None,
                clients: Mapping[str, ChatCompletionClient] | None = None, models: Mapping[str, str] | None = None,
-               max_messages: int = MAX_MESSAGES, **options: Any) -> dict[str, Any]:
+               model: str | None = None, max_messages: int = MAX_MESSAGES, **options: Any) -> dict[str, Any]:
     """Run the team on a question (a string, or ``{"task": ...}``); return the writer's answer and the run's course.
 
     Args:
         input: the question.
         on_step: called with each message and tool event as it arrives.
         clients: model clients per agent in :data:`AGENTS`; default: :func:`roost.clients.autogen_client`.
+        model: one model name or alias for every agent not in ``models``.
         models: model name or alias per agent; see :func:`agents.tools.model_name`.
         max_messages: the cap on messages, the task included.
         **options: ``temperature``, ``max_tokens`` for every agent.
@@ -160,7 +161,7 @@ async def arun(input: str | dict[str, Any], *, on_step: OnStep | None = None,
     if not str(task).strip():
         raise ValueError(f"{__name__} needs a question, e.g. 'What is a caller tag?'")
     owned = clients is None
-    clients = clients or model_clients(__name__, AGENTS, models, **options)
+    clients = clients or model_clients(__name__, AGENTS, models, model=model, **options)
     team, selector = build(clients, max_messages=max_messages)
     try:
         result = await run_team(team, str(task), on_step=on_step)

@@ -65,13 +65,14 @@ def build(clients: Mapping[str, ChatCompletionClient], *, max_messages: int = MA
 
 async def arun(input: str | dict[str, Any], *, on_step: OnStep | None = None,
                clients: Mapping[str, ChatCompletionClient] | None = None, models: Mapping[str, str] | None = None,
-               max_messages: int = MAX_MESSAGES, **options: Any) -> dict[str, Any]:
+               model: str | None = None, max_messages: int = MAX_MESSAGES, **options: Any) -> dict[str, Any]:
     """Run the team on a task (a string, or ``{"task": ...}``); return the last draft and how the run ended.
 
     Args:
         input: the writing task.
         on_step: called with each message and tool event as it arrives.
         clients: model clients per agent (tests pass replay clients); default: :func:`roost.clients.autogen_client`.
+        model: one model name or alias for every agent not in ``models``.
         models: model name or alias per agent (``{"critic": "critic-v1"}``); see :func:`agents.tools.model_name`.
         max_messages: the cap on messages, the task included.
         **options: ``temperature``, ``max_tokens`` for every agent.
@@ -82,7 +83,7 @@ async def arun(input: str | dict[str, Any], *, on_step: OnStep | None = None,
     if not str(task).strip():
         raise ValueError(f"{__name__} needs a task, e.g. 'Explain what a LoRA adapter is.'")
     owned = clients is None
-    clients = clients or model_clients(__name__, AGENTS, models, **options)
+    clients = clients or model_clients(__name__, AGENTS, models, model=model, **options)
     try:
         result = await run_team(build(clients, max_messages=max_messages), str(task), on_step=on_step)
     finally:

@@ -108,7 +108,6 @@ def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options
         ``answer``, ``thread_id`` and ``tool_calls`` (each call the agent made, as ``name(args)``).
     """
     from graphs.runtime import (
-        DEFAULT_MAX_TOKENS,
         chat_models,
         check_options,
         checkpoints_path,
@@ -130,7 +129,7 @@ def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options
     settings = load_settings()
     model = chat_models(__name__, (AGENT,), options.get("models"), model=options.get("model"), settings=settings,
                         temperature=options.get("temperature"),
-                        max_tokens=options.get("max_tokens") or DEFAULT_MAX_TOKENS)[AGENT]
+                        max_tokens=options.get("max_tokens"))[AGENT]
     tools = [calculator_tool(), search_tool(DocSearch(options.get("docs") or DOCS_DIR, backend_embeddings(settings)))]
     thread_id = str(options.get("thread_id") or new_thread_id())
     config = {"configurable": {"thread_id": thread_id}}

@@ -36,8 +36,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS_FILE = "checkpoints.db"
-DEFAULT_MAX_TOKENS = 256
-"""Per-call cap for the graphs' agents unless ``max_tokens`` says otherwise: a 135M model that rambles stops there."""
+GENERATION_DEFAULTS = {"temperature": 0.2, "max_tokens": 192}
+"""What an agent's calls use when neither the run's options nor its alias in roost.toml say otherwise.
+
+The backend's own default is temperature 1.0 and up to 1024 new tokens: a 135M model
+then rambles for a minute per call on 2 CPU cores. At 0.2 it stays on topic and
+192 tokens hold a paragraph.
+"""
 
 Step = dict[str, Any]
 
@@ -95,7 +100,8 @@ def chat_models(target: str, agents: Sequence[str], models: Mapping[str, str] | 
         models: model name or alias per agent (see :func:`model_name`).
         model: one model name or alias for every agent not in ``models``.
         settings: roost settings; default: :func:`roost.config.load_settings`.
-        **options: ``temperature``, ``max_tokens`` and other :func:`roost.clients.langchain_chat` options.
+        **options: ``temperature``, ``max_tokens`` and other :func:`roost.clients.langchain_chat` options;
+            unset ones fall back to the alias's defaults, then :data:`GENERATION_DEFAULTS`.
     """
     from roost.clients import langchain_chat
     from roost.config import load_settings
@@ -103,9 +109,18 @@ def chat_models(target: str, agents: Sequence[str], models: Mapping[str, str] | 
     check_agents(models, agents, target)
     settings = settings or load_settings()
     options = {k: v for k, v in options.items() if v is not None}
-    return {agent: langchain_chat(model_name(agent, models, settings, model), caller=f"{target}/{agent}",
-                                  settings=settings, **options)
-            for agent in agents}
+    out = {}
+    for agent in agents:
+        name = model_name(agent, models, settings, model)
+        out[agent] = langchain_chat(name, caller=f"{target}/{agent}", settings=settings,
+                                    **{**generation_defaults(name, settings), **options})
+    return out
+
+
+def generation_defaults(name: str, settings: Settings) -> dict[str, Any]:
+    """:data:`GENERATION_DEFAULTS` less what the alias ``name`` sets itself (the backend applies those)."""
+    alias = settings.alias(name)
+    return {k: v for k, v in GENERATION_DEFAULTS.items() if alias is None or getattr(alias, k) is None}
 
 
 # checkpoints -------------------------------------------------------------------------

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 from graphs import react
 from graphs.runtime import (
-    DEFAULT_MAX_TOKENS,
     PAUSED,
     Step,
     as_decision,
@@ -207,7 +206,7 @@ def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options
     settings = load_settings()
     models = chat_models(__name__, AGENTS, options.get("models"), model=options.get("model"), settings=settings,
                          temperature=options.get("temperature"),
-                         max_tokens=options.get("max_tokens") or DEFAULT_MAX_TOKENS)
+                         max_tokens=options.get("max_tokens"))
     search = DocSearch(options.get("docs") or DOCS_DIR, backend_embeddings(settings))
     approve = options.get("approve")
     with sqlite_checkpointer(checkpoints_path(settings)) as saver:

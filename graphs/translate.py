@@ -126,7 +126,6 @@ def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options
         ``translation``, ``approved``, ``rounds``, ``stopped_by`` (``approved`` or ``max_rounds``), ``thread_id``.
     """
     from graphs.runtime import (
-        DEFAULT_MAX_TOKENS,
         chat_models,
         check_options,
         checkpoints_path,
@@ -152,7 +151,7 @@ def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options
     settings = load_settings()
     models = chat_models(__name__, AGENTS, options.get("models"), model=options.get("model"), settings=settings,
                          temperature=options.get("temperature"),
-                         max_tokens=options.get("max_tokens") or DEFAULT_MAX_TOKENS)
+                         max_tokens=options.get("max_tokens"))
     thread_id = str(options.get("thread_id") or new_thread_id())
     config = {"configurable": {"thread_id": thread_id}}
     with sqlite_checkpointer(checkpoints_path(settings)) as saver:

@@ -141,3 +141,58 @@ async def test_autogen_run_refuses_unknown_options_and_empty_tasks() -> None:
         await autogen_team.arun("x", clients={}, temprature=0.5)
     with pytest.raises(ValueError, match="needs a task"):
         await autogen_team.arun("  ", clients={})
+
+
+# a real backend: each agent on its own adapter ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def adapters_backend(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.multi_adapter import adapter_backend
+
+    with adapter_backend(tmp_path_factory.mktemp("agent-adapters"), ["writer", "critic", "researcher"]) as backend:
+        yield backend
+
+
+def use_backend(monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
+    monkeypatch.setenv("ROOST_URL", backend.url)
+    monkeypatch.setenv("ROOST_HOME", str(backend.home))
+    monkeypatch.setenv("ROOST_CONFIG", str(backend.config))
+
+
+def test_autogen_team_agents_are_served_by_their_own_adapters(adapters_backend: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents import autogen_team
+
+    use_backend(monkeypatch, adapters_backend)
+
+    result = autogen_team.run("Explain LoRA.", max_messages=4, max_tokens=8)
+
+    assert result["stop_reason"].startswith("Maximum number of messages 4") or result["approved"]
+    for agent in ("writer", "critic"):
+        served = adapters_backend.calls(f"agents.autogen_team/{agent}")
+        assert served, agent
+        assert {(t.model, t.base, t.adapter, t.status) for t in served} == {(agent, "tiny", f"{agent}-lora", 200)}
+
+
+def test_crew_runs_with_local_memory_and_per_agent_adapters(adapters_backend: Any,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents import crew
+
+    use_backend(monkeypatch, adapters_backend)
+    steps: list[dict[str, Any]] = []
+
+    result = crew.run("caller tag", on_step=steps.append, max_tokens=8)
+
+    assert isinstance(result["answer"], str) and result["tool_errors"] == 0
+    assert [s["name"] for s in steps if s["kind"] == "task_started"] == ["Researcher", "Writer"]
+    for agent, adapter in (("researcher", "researcher-lora"), ("writer", "writer-lora")):
+        served = adapters_backend.calls(f"agents.crew/{agent}")
+        assert served and {(t.adapter, t.status) for t in served} == {(adapter, 200)}, agent
+    # Memory: saved as LanceDB records under the store home, with the backend's 384-dimension embeddings.
+    assert result["memories"] >= 1
+    import lancedb
+
+    table = lancedb.connect(str(adapters_backend.home / "crews" / "memory")).open_table("memories")
+    rows = table.to_arrow().to_pylist()
+    assert rows and all(len(row["vector"]) == 384 for row in rows)

@@ -341,3 +341,52 @@ def test_roost_run_approve_flag_answers_without_pausing(offline_supervisor: dict
     assert names[:4] == ["router", "math/agent", "math/tools", "math/agent"]
     assert {"kind": "interrupt"}.items() <= next(s for s in steps if s["kind"] == "interrupt").items()
     assert next(s for s in steps if s["name"] == "math/tools")["output"] == "calculator -> 84"
+
+
+# a real backend: each agent on its own adapter ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def adapters_backend(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.multi_adapter import adapter_backend
+
+    with adapter_backend(tmp_path_factory.mktemp("graph-adapters"), ["translator", "reviewer", "math"]) as backend:
+        yield backend
+
+
+def use_backend(monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
+    monkeypatch.setenv("ROOST_URL", backend.url)
+    monkeypatch.setenv("ROOST_HOME", str(backend.home))
+    monkeypatch.setenv("ROOST_CONFIG", str(backend.config))
+
+
+def test_translate_agents_are_served_by_their_own_adapters(adapters_backend: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    use_backend(monkeypatch, adapters_backend)
+
+    result = translate.run("Good morning.", language="French", max_rounds=2, max_tokens=8, thread_id="adapters-1")
+
+    assert result["stopped_by"] in ("approved", "max_rounds") and 1 <= result["rounds"] <= 2
+    translator = adapters_backend.calls("graphs.translate/translator")
+    reviewer = adapters_backend.calls("graphs.translate/reviewer")
+    assert translator and reviewer
+    assert {(t.model, t.base, t.adapter, t.status) for t in translator} == {("translator", "tiny", "translator-lora",
+                                                                            200)}
+    assert {(t.model, t.base, t.adapter, t.status) for t in reviewer} == {("reviewer", "tiny", "reviewer-lora", 200)}
+    assert all(t.request["response_format"]["json_schema"]["name"] == "review" for t in reviewer)
+    assert (adapters_backend.home / "checkpoints.db").is_file()
+
+
+def test_supervisor_agents_without_an_alias_share_the_base(adapters_backend: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    use_backend(monkeypatch, adapters_backend)
+
+    result = supervisor.run("What is 2 + 3?", approval=False, max_tokens=8, thread_id="adapters-2")
+
+    assert result["status"] == "done" and result["specialists"]
+    router = adapters_backend.calls("graphs.supervisor/router")
+    assert router and {(t.model, t.adapter) for t in router} == {("default", None)}
+    # Whoever of the specialists spoke was served as roost.toml says: math on its adapter, the others on the base.
+    for agent in result["specialists"]:
+        served = {(t.model, t.adapter) for t in adapters_backend.calls(f"graphs.supervisor/{agent}")}
+        assert served == ({("math", "math-lora")} if agent == "math" else {("default", None)}), agent

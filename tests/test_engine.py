@@ -15,6 +15,7 @@ import pytest
 
 from roost.backend.engine import (
     ContextLengthExceeded,
+    EngineError,
     GenerationRequest,
     InvalidRequest,
     QueueFull,
@@ -199,7 +200,12 @@ async def test_hot_loaded_adapter_answers_and_unloading_removes_it(tiny_home: Pa
         with pytest.raises(InvalidRequest, match="adapter_config.json"):
             await engine.load_adapter("bad", str(tmp_path))
 
+        # Unloading while a request still decodes on the adapter lets that request finish first.
+        stream = engine.generate(greedy("late", "hot", prompt, 30, ignore_eos=True))
+        first = await stream.__anext__()
         await engine.unload_adapter("hot")
+        late = first.token_ids + [t for chunk in [c async for c in stream] for t in chunk.token_ids]
+        assert late == reference("lora-b", prompt, 30)
         assert "hot" not in {m.name for m in engine.models()}
         with pytest.raises(UnknownModel, match="The model `hot` does not exist"):
             engine.generate(greedy("h2", "hot", prompt, 4))
@@ -236,8 +242,15 @@ async def test_closing_a_stream_frees_its_slot_and_a_full_queue_refuses_at_once(
         # The freed slot serves the next request.
         ids, _, reason = await collect(engine, greedy("d", "tiny", [10, 11, 12], 3, ignore_eos=True))
         assert (len(ids), reason) == (3, "length")
+
+        # Stopping the engine fails what still runs, rather than leaving its reader waiting.
+        running = engine.generate(greedy("e", "tiny", [10, 11, 12], 500, ignore_eos=True))
+        await running.__anext__()
     finally:
         await engine.stop()
+    with pytest.raises(EngineError, match="stopped"):
+        async for _ in running:
+            pass
 
 
 @pytest.mark.asyncio

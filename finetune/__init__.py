@@ -1,0 +1,17 @@
+"""Fine-tuning for roost: SFT, DPO, reward models and GRPO, producing adapters the backend serves.
+
+Example:
+    >>> import finetune
+    >>> finetune.sft(base="smollm2-135m-instruct", data="train.jsonl", name="support-v1")
+
+``import finetune`` stays light: torch, transformers and TRL load when a method runs.
+"""
+
+from __future__ import annotations
+
+from finetune.config import DPOConfig, GRPOConfig, RecipeConfig, RewardConfig, SFTConfig
+from finetune.data import DataError
+from finetune.publish import Result
+from finetune.sft import sft
+
+__all__ = ["DPOConfig", "DataError", "GRPOConfig", "RecipeConfig", "Result", "RewardConfig", "SFTConfig", "sft"]

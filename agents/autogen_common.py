@@ -65,10 +65,38 @@ def model_clients(target: str, agents: Sequence[str], models: Mapping[str, str] 
 
 def as_step(item: Any) -> Step:
     """A streamed AutoGen message or event as a roost step: its kind, who produced it, its text."""
-    kind = type(item).__name__.removesuffix("Message").removesuffix("Event")
-    kind = {"Text": "message", "ToolCallRequest": "tool_call", "ToolCallExecution": "tool_result",
-            "ToolCallSummary": "tool_summary", "SelectSpeaker": "select", "Stop": "stop"}.get(kind, kind.lower())
-    return {"kind": kind, "name": getattr(item, "source", ""), "output": item.to_text()}
+    kind = type(item).__name__
+    step: Step = {"kind": _KINDS.get(kind, kind.removesuffix("Message").removesuffix("Event").lower()),
+                  "name": getattr(item, "source", "")}
+    if kind == "ToolCallRequestEvent":
+        step["output"] = "; ".join(f"{call.name}({call.arguments})" for call in item.content)
+    elif kind == "ToolCallExecutionEvent":
+        step["output"] = "; ".join(f"{result.name} -> {result.content}" for result in item.content)
+        errors = [result.content for result in item.content if result.is_error]
+        if errors:
+            step["error"] = "; ".join(errors)
+    else:
+        step["output"] = item.to_text()
+    return step
+
+
+_KINDS = {"TextMessage": "message", "ToolCallRequestEvent": "tool_call", "ToolCallExecutionEvent": "tool_result",
+          "ToolCallSummaryMessage": "tool_summary", "SelectSpeakerEvent": "select", "StopMessage": "stop"}
+
+
+def tool_errors(messages: Sequence[Any]) -> int:
+    """Tool calls in a run that failed: a tool that raised or got arguments it could not take, plus any
+    call the model wrote as text (``<tool_call>...``) that never became a structured call."""
+    from roost.prompts import TOOL_CALL_OPEN
+
+    count = 0
+    for message in messages:
+        kind = type(message).__name__
+        if kind == "ToolCallExecutionEvent":
+            count += sum(1 for result in message.content if result.is_error)
+        elif kind == "TextMessage" and TOOL_CALL_OPEN in message.to_text():
+            count += 1
+    return count
 
 
 async def run_team(team: Team, task: str, *, on_step: OnStep | None = None) -> TaskResult:

@@ -32,6 +32,7 @@ from agents.autogen_common import (
     require_autogen,
     run_sync,
     run_team,
+    tool_errors,
 )
 from agents.tools import check_options, lookup_term
 
@@ -174,6 +175,7 @@ async def arun(input: str | dict[str, Any], *, on_step: OnStep | None = None,
         "speakers": selector.choices,
         "selector_fallbacks": selector.fallbacks,
         "stop_reason": result.stop_reason,
+        "tool_errors": tool_errors(result.messages),
     }
 
 

@@ -25,6 +25,7 @@ from agents.autogen_common import (
     require_autogen,
     run_sync,
     run_team,
+    tool_errors,
 )
 from agents.tools import check_options, count_words
 
@@ -94,6 +95,7 @@ async def arun(input: str | dict[str, Any], *, on_step: OnStep | None = None,
         "answer": last_from(result.messages, "writer"),
         "approved": APPROVE in verdict,
         "stop_reason": result.stop_reason,
+        "tool_errors": tool_errors(result.messages),
         "messages": len(result.messages),
     }
 

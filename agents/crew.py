@@ -150,11 +150,15 @@ def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, llms: Map
         output = crew.kickoff(inputs={"topic": str(topic)})
         if shared is not None:
             shared.drain_writes()  # saves run in a background thread; count them once they are in
+    from roost.prompts import TOOL_CALL_OPEN
+
+    # A call the model wrote as text, which the backend never turned into a structured one, is an error too.
+    unparsed = sum(TOOL_CALL_OPEN in task.raw for task in output.tasks_output)
     return {
         "answer": output.raw.strip(),
         "research": output.tasks_output[0].raw.strip() if output.tasks_output else "",
         "tool_calls": events.tool_calls,
-        "tool_errors": events.tool_errors,
+        "tool_errors": events.tool_errors + unparsed,
         "memories": events.memories,
     }
 

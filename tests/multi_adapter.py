@@ -1,4 +1,4 @@
-"""A real backend for multi-agent tests: one tiny base, distinct random LoRA adapters, an alias per agent.
+"""Real backends for multi-agent tests: a tiny base with a LoRA adapter per agent, or the default model.
 
 The store holds base ``tiny`` (a random Llama from tests/conftest.py) and one
 adapter per requested alias, each with its own random LoRA weights, registered
@@ -14,9 +14,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from roost.backend.traces import Trace, TraceStore
-from roost.config import load_settings
+from roost.config import DEFAULT_BASE, load_settings
 from roost.models import pull
 from roost.store import Store
 from tests.conftest import make_tiny_model
@@ -29,12 +30,19 @@ class AdapterBackend:
 
     url: str
     home: Path
-    config: Path
+    config: Path | None
     traces: TraceStore
 
-    def calls(self, caller: str) -> list[Trace]:
+    def calls(self, caller: str | None = None) -> list[Trace]:
         self.traces.flush()
-        return self.traces.list(caller=caller, limit=1000)
+        return self.traces.list(caller=caller, limit=10_000)
+
+    def use(self, monkeypatch: Any) -> None:
+        """Point roost (clients, graphs, agents) at this backend and store for the rest of the test."""
+        monkeypatch.setenv("ROOST_URL", self.url)
+        monkeypatch.setenv("ROOST_HOME", str(self.home))
+        if self.config is not None:
+            monkeypatch.setenv("ROOST_CONFIG", str(self.config))
 
 
 def make_store(root: Path, aliases: Sequence[str]) -> tuple[Path, Path]:
@@ -64,12 +72,29 @@ def make_store(root: Path, aliases: Sequence[str]) -> tuple[Path, Path]:
 @contextmanager
 def adapter_backend(root: Path, aliases: Sequence[str]) -> Iterator[AdapterBackend]:
     """Build the store under ``root`` and serve every alias in it until the block ends."""
+    home, config = make_store(root, aliases)
+    with serve(home, config, dtype="float32") as backend:
+        yield backend
+
+
+@contextmanager
+def default_model_backend(root: Path, default_model_home: Path) -> Iterator[AdapterBackend]:
+    """Serve the real default model from a fresh store under ``root`` (its base linked, not copied)."""
+    home = root / "home"
+    (home / "bases").mkdir(parents=True)
+    (home / "bases" / DEFAULT_BASE).symlink_to(default_model_home / "bases" / DEFAULT_BASE)
+    with serve(home, None) as backend:
+        yield backend
+
+
+@contextmanager
+def serve(home: Path, config: Path | None, dtype: str = "auto") -> Iterator[AdapterBackend]:
+    """The transformers engine over every alias of ``config`` (or ``default``), under uvicorn on port 0."""
     from roost.backend.app import create_app
     from roost.backend.transformers_engine import TransformersEngine
 
-    home, config = make_store(root, aliases)
     settings = load_settings(config, env={"ROOST_HOME": str(home)})
     traces = TraceStore(Store(home).traces_db)
-    engine = TransformersEngine(settings, dtype="float32", max_batch_size=4)
+    engine = TransformersEngine(settings, dtype=dtype, max_batch_size=4)
     with uvicorn_thread(create_app(engine, settings, traces=traces)) as url:
         yield AdapterBackend(url, home, config, traces)

@@ -87,9 +87,25 @@ async def test_autogen_writer_tool_call_runs_count_words() -> None:
 
     result = await autogen_team.arun("Write three words.", clients=clients, on_step=steps.append)
 
-    assert [s["kind"] for s in steps[:2]] == ["tool_call", "tool_result"]
-    assert "content='3'" in steps[1]["output"]
+    assert [(s["kind"], s["output"]) for s in steps[:2]] == [("tool_call", 'count_words({"text": "a b c"})'),
+                                                            ("tool_result", "count_words -> 3")]
     assert result["answer"] == "A three-word draft." and result["approved"] is True
+    assert result["tool_errors"] == 0
+
+
+@pytest.mark.asyncio
+async def test_autogen_counts_failed_and_unparsed_tool_calls() -> None:
+    from agents import autogen_team
+
+    clients = {"writer": replay(function_call("count_words", '{"txt": "a b"}'), "Draft.",
+                                '<tool_call>{"name": "count_words", "arguments": {}}</tool_call>'),
+               "critic": replay("Shorter.", "Still no.")}
+    steps: list[dict[str, Any]] = []
+
+    result = await autogen_team.arun("Write.", clients=clients, on_step=steps.append, max_messages=4)
+
+    assert result["tool_errors"] == 2  # arguments the tool cannot take, and a call left as text
+    assert next(s for s in steps if s["kind"] == "tool_result")["error"]
 
 
 @pytest.mark.asyncio
@@ -154,17 +170,11 @@ def adapters_backend(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield backend
 
 
-def use_backend(monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
-    monkeypatch.setenv("ROOST_URL", backend.url)
-    monkeypatch.setenv("ROOST_HOME", str(backend.home))
-    monkeypatch.setenv("ROOST_CONFIG", str(backend.config))
-
-
 def test_autogen_team_agents_are_served_by_their_own_adapters(adapters_backend: Any,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from agents import autogen_team
 
-    use_backend(monkeypatch, adapters_backend)
+    adapters_backend.use(monkeypatch)
 
     result = autogen_team.run("Explain LoRA.", max_messages=4, max_tokens=8)
 
@@ -179,7 +189,7 @@ def test_crew_runs_with_local_memory_and_per_agent_adapters(adapters_backend: An
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from agents import crew
 
-    use_backend(monkeypatch, adapters_backend)
+    adapters_backend.use(monkeypatch)
     steps: list[dict[str, Any]] = []
 
     result = crew.run("caller tag", on_step=steps.append, max_tokens=8)
@@ -196,3 +206,50 @@ def test_crew_runs_with_local_memory_and_per_agent_adapters(adapters_backend: An
     table = lancedb.connect(str(adapters_backend.home / "crews" / "memory")).open_table("memories")
     rows = table.to_arrow().to_pylist()
     assert rows and all(len(row["vector"]) == 384 for row in rows)
+
+
+# e2e: the real default model ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_backend(default_model_home: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.multi_adapter import default_model_backend
+
+    with default_model_backend(tmp_path_factory.mktemp("agents-e2e"), default_model_home) as backend:
+        yield backend
+
+
+def tool_call_outputs(backend: Any, prefix: str) -> list[Any]:
+    """The traced calls of ``prefix``'s agents that offered tools to the model."""
+    return [t for t in backend.calls() if (t.caller or "").startswith(prefix) and t.request.get("tools")]
+
+
+@pytest.mark.e2e
+def test_autogen_selector_team_on_the_default_model_has_no_tool_call_parse_errors(
+        default_backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents import autogen_selector
+
+    default_backend.use(monkeypatch)
+
+    result = autogen_selector.run("What is a caller tag?", max_messages=6, max_tokens=64)
+
+    assert result["stop_reason"] and result["answer"] is not None
+    assert result["tool_errors"] == 0
+    assert result["selector_fallbacks"] == 0  # every speaker choice was the JSON asked for
+    offered = tool_call_outputs(default_backend, "agents.autogen_selector/researcher")
+    assert offered and all(t.status == 200 and "<tool_call>" not in (t.output or "") for t in offered)
+
+
+@pytest.mark.e2e
+def test_crew_on_the_default_model_has_no_tool_call_parse_errors(default_backend: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents import crew
+
+    default_backend.use(monkeypatch)
+
+    result = crew.run("caller tag", max_tokens=96)
+
+    assert result["answer"] and result["tool_errors"] == 0
+    assert result["memories"] >= 1
+    offered = tool_call_outputs(default_backend, "agents.crew/")
+    assert offered and all(t.status == 200 and "<tool_call>" not in (t.output or "") for t in offered)

@@ -354,15 +354,9 @@ def adapters_backend(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield backend
 
 
-def use_backend(monkeypatch: pytest.MonkeyPatch, backend: Any) -> None:
-    monkeypatch.setenv("ROOST_URL", backend.url)
-    monkeypatch.setenv("ROOST_HOME", str(backend.home))
-    monkeypatch.setenv("ROOST_CONFIG", str(backend.config))
-
-
 def test_translate_agents_are_served_by_their_own_adapters(adapters_backend: Any,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    use_backend(monkeypatch, adapters_backend)
+    adapters_backend.use(monkeypatch)
 
     result = translate.run("Good morning.", language="French", max_rounds=2, max_tokens=8, thread_id="adapters-1")
 
@@ -379,7 +373,7 @@ def test_translate_agents_are_served_by_their_own_adapters(adapters_backend: Any
 
 def test_supervisor_agents_without_an_alias_share_the_base(adapters_backend: Any,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    use_backend(monkeypatch, adapters_backend)
+    adapters_backend.use(monkeypatch)
 
     result = supervisor.run("What is 2 + 3?", approval=False, max_tokens=8, thread_id="adapters-2")
 
@@ -390,3 +384,24 @@ def test_supervisor_agents_without_an_alias_share_the_base(adapters_backend: Any
     for agent in result["specialists"]:
         served = {(t.model, t.adapter) for t in adapters_backend.calls(f"graphs.supervisor/{agent}")}
         assert served == ({("math", "math-lora")} if agent == "math" else {("default", None)}), agent
+
+
+# e2e: the real default model -----------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_react_agent_on_the_default_model_computes_with_the_calculator(default_model_home: Path,
+                                                                       tmp_path_factory: pytest.TempPathFactory,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.multi_adapter import default_model_backend
+
+    with default_model_backend(tmp_path_factory.mktemp("react-e2e"), default_model_home) as backend:
+        backend.use(monkeypatch)
+        steps: list[dict[str, Any]] = []
+        result = react.run("What is 17 * 23?", on_step=steps.append, max_tokens=64)
+
+    # The first step must call a tool; the backend makes that call schema-valid, so it parses and runs.
+    assert result["tool_calls"] and result["tool_calls"][0].startswith(("calculator(", "search_docs("))
+    tool_results = [s["output"] for s in steps if s["name"] == "tools"]
+    assert tool_results and tool_results[0].startswith(("calculator -> ", "search_docs -> "))
+    assert "<tool_call>" not in result["answer"]

@@ -119,7 +119,7 @@ class RecipeConfig(_Config):
     name: str = Field("arith-reasoner", description="Store name of the final adapter; the SFT stage is NAME-sft.")
     sft_epochs: float = Field(1.0, gt=0, description="SFT passes over the task's training rows.")
     sft_lr: float = Field(2e-4, gt=0, description="SFT peak learning rate.")
-    sft_rows: int = Field(0, ge=0, description="Train on the first N rows only (0: all).")
+    sft_steps: int = Field(0, ge=0, description="Stop SFT after this many steps (0: run sft_epochs).")
     grpo_steps: int = Field(20, gt=0, description="GRPO optimizer steps.")
     grpo_lr: float = Field(2e-5, gt=0, description="GRPO peak learning rate.")
     num_generations: int = Field(4, ge=2, description="GRPO completions per prompt.")

@@ -348,7 +348,8 @@ def _build_prompt(row: dict[str, Any], tokenizer: Any, max_length: int, room: in
             f"the prompt is {n} tokens after rendering; with {room} completion tokens that is over --max-length "
             f"{max_length}",
         )
-    return {**row, "prompt": text}
+    # GRPO samples its own completions; a reference 'completion' column (as in SFT rows) is not a reward input.
+    return {**{k: v for k, v in row.items() if k != "completion"}, "prompt": text}
 
 
 _BUILDERS: dict[str, Callable[[dict[str, Any], Any, int, int], dict[str, Any]]] = {

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from roost import __version__
 from roost.errors import RoostError
@@ -29,6 +30,29 @@ models_app = typer.Typer(help="List, inspect and remove the bases and adapters i
 app.add_typer(models_app, name="models")
 traces_app = typer.Typer(help="Show the calls the backend recorded.", no_args_is_help=True)
 app.add_typer(traces_app, name="traces")
+
+
+class _FinetuneCommands(TyperGroup):
+    """`roost finetune ...`: commands built from the finetune package's typed configs, imported on first use."""
+
+    names = ("sft", "dpo", "reward", "grpo", "recipe")
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.names)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in self.names:
+            return None
+        try:
+            from finetune.cli import build_app
+        except ImportError as exc:
+            _fail(f"`roost finetune` needs the finetune extra: pip install 'roost[finetune]' ({exc})")
+        return typer.main.get_command(build_app(_finetune_run)).get_command(ctx, name)
+
+
+finetune_app = typer.Typer(cls=_FinetuneCommands, no_args_is_help=True,
+                           help="Fine-tune adapters: sft, dpo, reward, grpo and recipes; the backend hot-loads them.")
+app.add_typer(finetune_app, name="finetune")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -278,6 +302,45 @@ def run_target(
         typer.echo(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
     else:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+
+
+@handles_errors
+def _finetune_run(method: str, cls: type, config_file: Any, flags: dict[str, Any]) -> None:
+    import finetune
+    from finetune.config import build_config
+
+    recipe = flags.pop("_recipe", None)
+    config = build_config(cls, config_file, **flags)
+    try:
+        if method == "recipe":
+            if recipe != "sft-then-grpo":
+                _fail(f"unknown recipe '{recipe}'; available: sft-then-grpo")
+            report = finetune.sft_then_grpo(config)
+            for result in report.stages.values():
+                _report_finetune(result)
+            if report.accuracy:
+                steps = " -> ".join(f"{stage} {acc:.1%}" for stage, acc in report.accuracy.items())
+                typer.echo(f"dev accuracy on {report.dev_rows} problems: {steps}")
+            return
+        _report_finetune(getattr(finetune, method)(config))
+    except ImportError as exc:
+        if exc.name and exc.name.split(".")[0] in ("trl", "datasets", "matplotlib", "peft"):
+            _fail(f"`roost finetune` needs the finetune extra: pip install 'roost[finetune]' ({exc})")
+        raise
+
+
+def _report_finetune(result: Any) -> None:
+    typer.echo(f"wrote {result.kind} '{result.name}' ({result.method} on {result.base}) to {result.path}")
+    shown = ("train_loss", "eval_loss", "reward", "rewards/accuracies", "accuracy")
+    metrics = ", ".join(f"{k} {result.metrics[k]:.4g}" for k in shown if k in result.metrics)
+    typer.echo(f"metrics.jsonl and curves in {result.run_dir}" + (f" ({metrics})" if metrics else ""))
+    if result.skipped:
+        counts = ", ".join(f"{rule} {n}" for rule, n in sorted(result.skipped.items()))
+        typer.echo(f"skipped {sum(result.skipped.values())} invalid rows: {counts}")
+    if result.hot_loaded:
+        typer.echo(f"hot-loaded into the backend at {result.backend_url} as model \"{result.name}\"")
+    elif result.kind == "adapter" and result.method != "reward":
+        typer.echo(f"no backend answered; {result.serve_hint()}")
 
 
 def _size(n: int) -> str:

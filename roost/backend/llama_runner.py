@@ -7,10 +7,12 @@ viewed in place so no memory is duplicated) and runs a layer in about 15 tensor
 operations. The transformers engine uses it for the architectures it knows and
 falls back to transformers + PEFT for the rest.
 
-LoRA: every loaded adapter's A and B matrices are stacked per projection
-(``[layers, adapters, in, rank]``); a batch gathers its rows' adapters once per
-change of batch composition, then each projection group costs two batched
-matrix products per step however many different adapters the batch mixes.
+LoRA: every loaded adapter's A and B matrices are stacked per projection. When
+the mix of adapters in the batch changes, the adapters it uses are laid side by
+side (their ranks concatenated); each step then costs one product with all their
+A matrices, a mask that keeps each row's own adapter, and one product per
+projection with B - a handful of operations however many adapters the batch
+mixes, and each adapter's weights read once.
 """
 
 from __future__ import annotations
@@ -138,11 +140,12 @@ class LlamaRunner:
 
 
 class LoraBank:
-    """The LoRA adapters of one base, stacked per projection: ``A [layers, n, in, rank]``, ``B [layers, n, rank, out]``.
+    """The LoRA adapters of one base, stacked per projection: ``A [layers, n, rank, in]``, ``B [layers, n, rank, out]``.
 
     Index 0 is the zero adapter (base rows). B is stored pre-multiplied by the
-    adapter's scaling. An adapter that lacks a projection has zeros there; ranks
-    are padded to the largest loaded rank of that projection.
+    adapter's scaling and in the model's dtype, so the bank holds each adapter once
+    (half its fp32 file size in bf16). An adapter that lacks a projection another
+    one has gets zeros there; ranks are padded to the largest loaded rank.
     """
 
     def __init__(self, layers: int, dims: dict[str, tuple[int, int]], dtype: Any) -> None:
@@ -162,85 +165,96 @@ class LoraBank:
         import torch
 
         weights = read_lora(folder, self.layers, self.dims)
-        n = len(self.keys) + 2  # zero adapter + the existing ones + this one
-        for proj, (a_new, b_new) in weights.items():
+        n = len(self.keys) + 2  # the zero adapter, the loaded ones, this one
+        for proj in {*self.a, *weights}:
             inp, out = self.dims[proj]
-            rank = a_new.shape[-1]
             a_old, b_old = self.a.get(proj), self.b.get(proj)
-            old_rank = a_old.shape[-1] if a_old is not None else 0
-            a = torch.zeros(self.layers, n, inp, max(rank, old_rank), dtype=self.dtype)
-            b = torch.zeros(self.layers, n, max(rank, old_rank), out, dtype=self.dtype)
+            old_rank = a_old.shape[2] if a_old is not None else 0
+            new_rank = weights[proj][0].shape[1] if proj in weights else 0
+            rank = max(old_rank, new_rank)
+            a = torch.zeros(self.layers, n, rank, inp, dtype=self.dtype)
+            b = torch.zeros(self.layers, n, rank, out, dtype=self.dtype)
             if a_old is not None:
-                a[:, :n - 1, :, :old_rank] = a_old
+                a[:, :n - 1, :old_rank] = a_old
                 b[:, :n - 1, :old_rank] = b_old
-            a[:, n - 1, :, :rank] = a_new
-            b[:, n - 1, :rank] = b_new
+            if proj in weights:
+                a[:, n - 1, :new_rank], b[:, n - 1, :new_rank] = weights[proj]
             self.a[proj], self.b[proj] = a, b
-        for proj in self.a:
-            if proj not in weights:  # this adapter does not touch proj: a zero row
-                self.a[proj] = torch.cat([self.a[proj], self.a[proj][:, :1] * 0], dim=1)
-                self.b[proj] = torch.cat([self.b[proj], self.b[proj][:, :1] * 0], dim=1)
         self.keys.append(key)
         self._selected.clear()
 
     def remove(self, key: str) -> None:
+        import torch
+
         i = self.index(key)
         for table in (self.a, self.b):
             for proj, stacked in table.items():
-                table[proj] = torch_cat_without(stacked, i)
+                table[proj] = torch.cat([stacked[:, :i], stacked[:, i + 1:]], dim=1)
         self.keys.remove(key)
         self._selected.clear()
 
     def select(self, rows: list[int]) -> _Selection:
-        """The per-row A and B of a batch; kept while the batch's composition stays the same."""
+        """The adapters of a batch (one bank index per row); kept while the batch's composition stays the same."""
         key = tuple(rows)
         selection = self._selected.get(key)
         if selection is None:
-            if len(self._selected) >= 4:  # a prefill batch and a decode batch alternate; keep both
+            if len(self._selected) >= 2:  # a prefill batch and a decode batch alternate; keep both
                 self._selected.clear()
             selection = self._selected[key] = _Selection(self, rows)
         return selection
 
 
 class _Selection:
-    """A batch's adapters, per projection group: ``A [layers, batch, in, ranks]`` and block-diagonal ``B``."""
+    """The distinct adapters of a batch, their ranks side by side: per group ``A [layers, ranks, in]``.
+
+    A step computes ``t = x @ A`` once for all of them (each adapter's weights are
+    read once, however many rows use it), zeroes the rank columns of the other
+    adapters in each row (``mask``), then adds ``t @ B`` per projection.
+    """
 
     def __init__(self, bank: LoraBank, rows: list[int]) -> None:
         import torch
 
-        index = torch.tensor(rows)
+        used = sorted(set(rows) - {0})
+        index = torch.tensor(used)
         self.a: dict[str, Any] = {}
-        self.b: dict[str, Any] = {}
+        self.b: dict[str, list[tuple[int, int, int, int, Any]]] = {}  # rank and output slices, B per projection
+        self.mask: dict[str, Any] = {}
         for group, projs in GROUPS.items():
             present = [p for p in projs if p in bank.a]
             if not present:
                 continue
-            a_parts = [bank.a[p].index_select(1, index) for p in present]
-            b_parts = [bank.b[p].index_select(1, index) for p in present]
-            self.a[group] = torch.cat(a_parts, dim=-1) if len(a_parts) > 1 else a_parts[0]
-            # B maps each projection's rank slice to that projection's output slice of the fused output.
-            ranks = sum(b.shape[2] for b in b_parts)
-            width = sum(bank.dims[p][1] for p in projs)
-            b = torch.zeros(bank.layers, len(rows), ranks, width, dtype=bank.dtype)
-            r0 = 0
-            for p, part in zip(present, b_parts, strict=True):
+            a_parts, b_parts, mask_parts, r0 = [], [], [], 0
+            for p in present:
+                layers, _, rank, inp = bank.a[p].shape
+                a_parts.append(bank.a[p].index_select(1, index).reshape(layers, len(used) * rank, inp))
+                b_sel = bank.b[p].index_select(1, index).reshape(layers, len(used) * rank, -1)
                 o0 = sum(bank.dims[q][1] for q in projs[:projs.index(p)])
-                b[:, :, r0:r0 + part.shape[2], o0:o0 + part.shape[3]] = part
-                r0 += part.shape[2]
-            self.b[group] = b
+                b_parts.append((r0, r0 + len(used) * rank, o0, o0 + bank.dims[p][1], b_sel))
+                r0 += len(used) * rank
+                # Row i keeps only the rank columns of its own adapter.
+                owner = torch.tensor([used.index(r) if r else -1 for r in rows])
+                mask_parts.append(owner[:, None] == torch.arange(len(used)).repeat_interleave(rank)[None, :])
+            self.a[group] = torch.cat(a_parts, dim=1) if len(a_parts) > 1 else a_parts[0]
+            self.b[group] = b_parts
+            self.mask[group] = torch.cat(mask_parts, dim=1).to(bank.dtype)[:, None, :]  # [rows, 1, ranks]
 
     def apply(self, group: str, layer: int, x: Any, out: Any) -> Any:
-        """``out + x @ A @ B`` per row, for projection group ``group`` of ``layer``."""
-        import torch
+        """``out + (x @ A * mask) @ B`` for projection group ``group`` of ``layer``, in place."""
+        import torch.nn.functional as F
 
         a = self.a.get(group)
         if a is None:
             return out
-        return torch.baddbmm(out, torch.bmm(x, a[layer]), self.b[group][layer])
+        t = F.linear(x, a[layer]).mul_(self.mask[group])
+        flat_t, flat_out = t.view(-1, t.shape[-1]), out.view(-1, out.shape[-1])
+        for r0, r1, o0, o1, b in self.b[group]:
+            flat_out[:, o0:o1].addmm_(flat_t[:, r0:r1], b[layer])
+        return out
 
 
 def read_lora(folder: Path, layers: int, dims: dict[str, tuple[int, int]]) -> dict[str, tuple[Any, Any]]:
-    """Per projection, ``(A [layers, in, rank], B*scaling [layers, rank, out])`` from a PEFT LoRA folder.
+    """Per projection, ``(A [layers, rank, in], B*scaling [layers, rank, out])`` from a PEFT LoRA folder.
 
     Raises:
         UnsupportedAdapter: for DoRA, LoRA biases, extra trained modules or weights outside the projections.
@@ -277,7 +291,7 @@ def read_lora(folder: Path, layers: int, dims: dict[str, tuple[int, int]]) -> di
         ranks = {t.shape[0] for t in a_layers.values()}
         rank = max(ranks)
         inp, width = dims[proj]
-        a = torch.zeros(layers, inp, rank)
+        a = torch.zeros(layers, rank, inp)
         b = torch.zeros(layers, rank, width)
         for layer, a_t in a_layers.items():
             if layer not in b_layers or a_t.shape[1] != inp or b_layers[layer].shape != (width, a_t.shape[0]):
@@ -286,18 +300,12 @@ def read_lora(folder: Path, layers: int, dims: dict[str, tuple[int, int]]) -> di
             module = f"model.layers.{layer}.{'self_attn' if proj in GROUPS['qkv'] + GROUPS['o'] else 'mlp'}.{proj}"
             lora_alpha = _pattern_value(patterns, module, alpha)
             scaling = lora_alpha / (math.sqrt(r) if rslora else r)
-            a[layer, :, :r] = a_t.float().T
+            a[layer, :r] = a_t.float()
             b[layer, :r] = b_layers[layer].float().T * scaling
         out[proj] = (a, b)
     if not out:
         raise UnsupportedAdapter(f"{folder}: no LoRA weights for the attention or MLP projections")
     return out
-
-
-def torch_cat_without(stacked: Any, index: int) -> Any:
-    import torch
-
-    return torch.cat([stacked[:, :index], stacked[:, index + 1:]], dim=1)
 
 
 def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:

@@ -311,7 +311,7 @@ class _Stream(AsyncIterator[GenerationChunk]):
 
 @dataclass(eq=False)
 class _Adapter:
-    key: str  # the PEFT adapter name; store names may hold '.', which a module key cannot
+    key: str  # internal name (PEFT adapter / LoRA bank entry): store names may hold '.', a module key cannot
     label: str  # the name it was first loaded under (store name or hot-load name), shown in ModelInfo.adapter
     path: Path
     names: set[str] = field(default_factory=set)
@@ -435,7 +435,7 @@ class TransformersEngine(Engine):
         names = self.requested
         if names is None:
             store = Store(self.settings.home)
-            names = [n for n, alias in self.settings.all_aliases().items() if store.get("base", alias.base)]
+            names = [n for n, alias in self.settings.all_aliases().items() if _in_store(store, alias.base)]
             if not names:
                 logger.warning("no alias has its base in the store %s: serving nothing (run `roost pull`)",
                                self.settings.home)
@@ -544,7 +544,7 @@ class TransformersEngine(Engine):
         return adapter
 
     def _detach(self, base: _Base, adapter: _Adapter) -> bool:
-        """Drop ``adapter`` from PEFT once no request uses it; False means 'not yet'."""
+        """Drop ``adapter`` once no running or waiting request uses it; False means 'not yet'."""
         with self._lock:
             busy = any(s.adapter == adapter.key for s in [*base.rows, *self._waiting] if s.base is base)
         if busy:
@@ -927,6 +927,13 @@ def _sample_row(logits: Any, temperature: float, top_p: float, generator: Any) -
     # Keep the smallest prefix whose mass reaches top_p; the most likely token always stays.
     sorted_probs[(sorted_probs.cumsum(0) - sorted_probs) >= top_p] = 0.0
     return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
+
+
+def _in_store(store: Any, base: str) -> bool:
+    try:
+        return store.get("base", base) is not None
+    except StoreError:  # a folder path or hub id, which only `roost pull` turns into a store entry
+        return False
 
 
 def _lineage_base(folder: Path) -> str | None:

@@ -42,11 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PROGRAMS = ("classify", "ner", "qa", "translate", "summarize", "paraphrase", "transliterate", "text2code")
-# Output budgets: the JSON reply plus room; a 135M model that rambles past these is cut off (and fails to parse).
 METRICS = {"classify": "accuracy", "ner": "token F1", "qa": "SQuAD F1", "translate": "chrF", "summarize": "token F1",
            "paraphrase": "chrF, 0 for a copy", "transliterate": "char accuracy", "text2code": "pass@1"}
-MAX_TOKENS = {"classify": 24, "ner": 160, "qa": 48, "translate": 96, "summarize": 96, "paraphrase": 80,
-              "transliterate": 48, "text2code": 192}
 
 
 def parse_args() -> argparse.Namespace:
@@ -96,7 +93,7 @@ def evaluate(name: str, adapter_name: str, lm: Any, limit: int, threads: int) ->
     examples = program.TASK.examples("dev", limit=limit)
     adapter = dspy.JSONAdapter() if adapter_name == "json" else dspy.ChatAdapter()
     counter = ParseCounter()
-    lm = lm.copy(max_tokens=MAX_TOKENS[name])
+    lm = lm.copy(max_tokens=program.TASK.max_tokens)  # each program's reply budget (programs.common.Task)
     failures: Counter[str] = Counter()
     samples: list[dict[str, Any]] = []
 

@@ -21,7 +21,7 @@ DESCRIPTION = "Sentence classification: a support ticket -> billing, shipping, t
 LABELS = ("billing", "shipping", "technical", "account", "returns")
 Label = Literal["billing", "shipping", "technical", "account", "returns"]
 
-TASK = Task("classify", inputs=("text",), labels=("label",))
+TASK = Task("classify", inputs=("text",), labels=("label",), max_tokens=24)
 
 
 class ClassifyTicket(dspy.Signature):

@@ -51,11 +51,16 @@ class OutputError(RoostError):
 
 @dataclass(frozen=True)
 class Task:
-    """A program's dataset: ``programs/data/{name}.{split}.jsonl`` rows with these input and label fields."""
+    """A program's dataset: ``programs/data/{name}.{split}.jsonl`` rows with these input and label fields.
+
+    ``max_tokens`` is the default reply budget: the JSON of a right answer fits with room to spare, and a
+    model that rambles is cut off there (a 135M model on 2 CPU cores writes ~5-20 tokens a second).
+    """
 
     name: str
     inputs: tuple[str, ...]
     labels: tuple[str, ...]
+    max_tokens: int = 256
 
     def path(self, split: str) -> Path:
         return DATA_DIR / f"{self.name}.{split}.jsonl"
@@ -151,17 +156,29 @@ def _lm_text(outputs: Any) -> str:
     return str(first)
 
 
-def resolve_lm(options: dict[str, Any], caller: str) -> dspy.BaseLM:
+def resolve_lm(options: dict[str, Any], caller: str, max_tokens: int = 256) -> dspy.BaseLM:
     """The LM a run uses: ``lm=`` (an LM object), else ``model=`` (a roost alias or name), else the
-    LM configured with ``dspy.configure``, else the ``default`` alias through the roost backend."""
+    LM configured with ``dspy.configure``, else the ``default`` alias through the roost backend.
+
+    A roost model samples greedily (temperature 0) unless the options or the alias set a temperature.
+    """
     if options.get("lm") is not None:
         return options["lm"]
     if options.get("model") is None and dspy.settings.lm is not None:
         return dspy.settings.lm
     from roost.clients import dspy_lm
+    from roost.config import load_settings
 
+    settings = load_settings()
+    model = options.get("model") or "default"
     per_call = {k: options[k] for k in ("temperature", "max_tokens") if options.get(k) is not None}
-    return dspy_lm(options.get("model") or "default", caller=options.get("caller") or caller, **per_call)
+    per_call.setdefault("max_tokens", max_tokens)
+    alias = settings.alias(model)
+    if "temperature" not in per_call and (alias is None or alias.temperature is None):
+        # Greedy unless told otherwise: each task has one right answer, and the backend's default of 1.0
+        # makes a 135M model's replies noise.
+        per_call["temperature"] = 0.0
+    return dspy_lm(model, caller=options.get("caller") or caller, settings=settings, **per_call)
 
 
 ADAPTERS = ("json", "chat")
@@ -201,7 +218,7 @@ def run_program(program: dspy.Module, task: Task, target: str, input: str | dict
     if unknown:
         raise InputError(f"{target}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(RUN_OPTIONS)}")
     kwargs = task.parse_input(input, target)
-    lm = resolve_lm(options, caller=f"{target}")
+    lm = resolve_lm(options, caller=target, max_tokens=task.max_tokens)
     callbacks = [StepReporter(on_step)] if on_step else []
     with dspy.context(lm=lm, adapter=make_adapter(options.get("adapter") or "json"),
                       callbacks=[*dspy.settings.callbacks, *callbacks]):

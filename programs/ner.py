@@ -23,7 +23,7 @@ DESCRIPTION = "Named-entity tagging: a sentence -> a BIO tag (PER, ORG, LOC) for
 TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
 Tag = Literal["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
 
-TASK = Task("ner", inputs=("tokens",), labels=("tags",))
+TASK = Task("ner", inputs=("tokens",), labels=("tags",), max_tokens=160)
 
 _TOKEN = re.compile(r"'s\b|\w+(?:-\w+)*|[^\w\s]")
 

@@ -19,7 +19,7 @@ from programs.metrics import chrf, normalize_answer
 
 DESCRIPTION = "Paraphrasing: a sentence -> the same meaning in different words."
 
-TASK = Task("paraphrase", inputs=("sentence",), labels=("paraphrase",))
+TASK = Task("paraphrase", inputs=("sentence",), labels=("paraphrase",), max_tokens=80)
 
 
 class Rephrase(dspy.Signature):

@@ -17,7 +17,7 @@ from programs.metrics import exact_match, token_f1
 
 DESCRIPTION = "Extractive QA: {context, question} -> the answer, copied from the context."
 
-TASK = Task("qa", inputs=("context", "question"), labels=("answer",))
+TASK = Task("qa", inputs=("context", "question"), labels=("answer",), max_tokens=48)
 
 
 class AnswerFromContext(dspy.Signature):

@@ -16,7 +16,7 @@ from programs.metrics import token_f1
 
 DESCRIPTION = "Summarization: a short news item -> a one-sentence summary."
 
-TASK = Task("summarize", inputs=("document",), labels=("summary",))
+TASK = Task("summarize", inputs=("document",), labels=("summary",), max_tokens=96)
 
 
 class SummarizeNews(dspy.Signature):

@@ -16,7 +16,7 @@ from programs.metrics import chrf
 
 DESCRIPTION = "Translation: an English sentence -> French."
 
-TASK = Task("translate", inputs=("english",), labels=("french",))
+TASK = Task("translate", inputs=("english",), labels=("french",), max_tokens=96)
 
 
 class EnglishToFrench(dspy.Signature):

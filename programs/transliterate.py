@@ -29,7 +29,7 @@ SCHEME: dict[str, str] = {
     "э": "e", "ю": "yu", "я": "ya",
 }
 
-TASK = Task("transliterate", inputs=("cyrillic",), labels=("latin",))
+TASK = Task("transliterate", inputs=("cyrillic",), labels=("latin",), max_tokens=48)
 
 
 def transliterate(text: str) -> str:

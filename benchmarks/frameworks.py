@@ -7,9 +7,9 @@ The backend is roost's real HTTP app (validation, prompt rendering, tracing,
 metrics) over the test-double engine of tests/fakes.py, which answers at once
 (it echoes 4 prompt tokens), so the time left is the HTTP stack plus the client.
 It runs under uvicorn in this process on an ephemeral port. Each way makes the
-same chat call (one user message, ``max_tokens=4``) ``--calls`` times, one after
-another, after a few warm-up calls; the table gives the median and p90 latency
-and the median's overhead over the raw call. Every call carries its own caller
+same chat call (one user message, ``max_tokens=4``) ``--calls`` times, the ways
+interleaved call by call, after a few warm-up calls; the table gives the median
+and p90 latency and the median's overhead over the raw call. Every call carries its own caller
 tag, and the trace store is checked to hold exactly the calls that were made.
 """
 
@@ -159,14 +159,21 @@ WAYS: dict[str, tuple[str, Callable[[str], Callable[[], Any]]]] = {
 # measuring ---------------------------------------------------------------------------------------
 
 
-def measure(call: Callable[[], Any], calls: int) -> list[float]:
-    for _ in range(WARMUP):
-        call()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
+def measure(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+    """Milliseconds per call for each way, the ways interleaved: round ``i`` calls every way once.
+
+    Interleaving makes a change in machine load (other processes on 2 shared cores)
+    hit every way alike instead of whichever ran during it.
+    """
+    for call in calls.values():
+        for _ in range(WARMUP):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - started) * 1000)
     return times
 
 
@@ -197,23 +204,22 @@ def main() -> None:
     traces = TraceStore(Store(settings.home).traces_db)
     app = create_app(EchoEngine(tokenizer, models=(MODEL,), max_running=4), settings, traces=traces)
 
-    rows = []
     with uvicorn_thread(app) as url:
         os.environ["ROOST_URL"] = url
-        for name, (caller, make) in WAYS.items():
-            times = measure(make(url), args.calls)
-            traces.flush()
-            recorded = len(traces.list(caller=caller, limit=10**6))
-            if recorded != args.calls + WARMUP:
-                raise SystemExit(f"{name}: the trace store holds {recorded} calls, not {args.calls + WARMUP}")
-            rows.append({"way": name, "median_ms": statistics.median(times), "p90_ms": percentile(times, 0.9),
-                         "calls": args.calls})
-            print(f"{name}: median {rows[-1]['median_ms']:.2f} ms", file=sys.stderr)
+        times = measure({name: make(url) for name, (_, make) in WAYS.items()}, args.calls)
+    traces.flush()
+    rows = []
+    for name, (caller, _) in WAYS.items():
+        recorded = len(traces.list(caller=caller, limit=10**6))
+        if recorded != args.calls + WARMUP:
+            raise SystemExit(f"{name}: the trace store holds {recorded} calls, not {args.calls + WARMUP}")
+        rows.append({"way": name, "median_ms": statistics.median(times[name]), "p90_ms": percentile(times[name], 0.9),
+                     "calls": args.calls})
     base = rows[0]["median_ms"]
     for row in rows:
         row["overhead_ms"] = row["median_ms"] - base
 
-    print(f"\n{args.calls} sequential calls per way, max_tokens={MAX_TOKENS}, echo engine, uvicorn on loopback\n")
+    print(f"\n{args.calls} calls per way, interleaved, max_tokens={MAX_TOKENS}, echo engine, uvicorn on loopback\n")
     print("| way | median ms | p90 ms | overhead over raw HTTP, ms |")
     print("|---|---:|---:|---:|")
     for row in rows:

@@ -6,6 +6,7 @@ import importlib
 import json
 import random
 from collections import Counter
+from pathlib import Path
 
 import dspy
 import pytest
@@ -289,3 +290,21 @@ def test_every_program_module_imports_without_the_backend():
     for program in PROGRAMS:
         module = importlib.reload(program)
         assert isinstance(module.DESCRIPTION, str) and callable(module.run) and callable(module.metric)
+
+
+def test_a_roost_model_is_greedy_with_the_task_budget_unless_told_otherwise(monkeypatch, tmp_path):
+    import roost.clients
+
+    made = []
+    monkeypatch.setattr(roost.clients, "dspy_lm", lambda name, **kw: made.append((name, kw)) or
+                        DummyLM([{"label": "billing"}] * 3, adapter=dspy.JSONAdapter()))
+    classify.run("I was charged twice.")
+    classify.run("I was charged twice.", model="writer", temperature=0.7, max_tokens=10, caller="app/triage")
+    Path("roost.toml").write_text('[aliases.warm]\nbase = "b"\ntemperature = 0.9\n')  # the test's own cwd
+    classify.run("I was charged twice.", model="warm")
+    assert made[0][0] == "default"
+    assert made[0][1]["temperature"] == 0.0 and made[0][1]["max_tokens"] == classify.TASK.max_tokens
+    assert made[0][1]["caller"] == "programs.classify"
+    assert made[1][0] == "writer" and made[1][1]["temperature"] == 0.7 and made[1][1]["max_tokens"] == 10
+    assert made[1][1]["caller"] == "app/triage"
+    assert "temperature" not in made[2][1]  # the alias's own default applies on the backend

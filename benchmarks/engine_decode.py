@@ -20,6 +20,7 @@ import time
 from roost.backend.engine import GenerationRequest, SamplingParams
 from roost.backend.transformers_engine import TransformersEngine
 from roost.config import load_settings
+from roost.models import resolve
 from roost.prompts import encode, render_chat
 
 
@@ -34,6 +35,25 @@ async def one(engine: TransformersEngine, model: str, prompt: list[int], tokens:
             first = last
         count = chunk.completion_tokens
     return {"tokens": count, "ttft": first - start, "decode_tps": (count - 1) / max(last - first, 1e-9)}
+
+
+def transformers_loop(folder: str, batch: int, tokens: int, dtype: str) -> float:
+    """Output tok/s of a plain transformers greedy loop (DynamicCache, eager, same-length prompts): the reference."""
+    import torch
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    from roost.backend.transformers_engine import resolve_dtype
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=resolve_dtype(dtype)).eval()
+    with torch.inference_mode():
+        ids = torch.randint(100, 10000, (batch, 50))
+        cache = DynamicCache(config=model.config)
+        token = model(input_ids=ids, cache=cache, use_cache=True).logits[:, -1:].argmax(-1)
+        start = time.perf_counter()
+        for _ in range(tokens - 1):
+            logits = model(input_ids=token, cache=cache, use_cache=True).logits
+            token = logits[:, -1:].argmax(-1)
+    return batch * (tokens - 1) / (time.perf_counter() - start)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -59,6 +79,11 @@ async def run(args: argparse.Namespace) -> None:
         print(f"| {concurrency} | {total / wall:.1f} | {statistics.mean(r['decode_tps'] for r in results):.1f} "
               f"| {statistics.median(ttfts):.0f} | {max(ttfts):.0f} | {cpu:.1f} |")
     await engine.stop()
+    folder = str(resolve(args.model, settings=settings).base_path)
+    if args.reference:
+        for concurrency in args.concurrency:
+            rate = transformers_loop(folder, concurrency, args.tokens, args.dtype)
+            print(f"| transformers greedy loop, batch {concurrency} | {rate:.1f} | | | | |")
 
 
 def main() -> None:
@@ -68,6 +93,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--runner", default="auto", choices=["auto", "lean", "transformers"])
+    parser.add_argument("--reference", action="store_true", help="also time a plain transformers decode loop")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -176,8 +176,8 @@ def _describe(prepared: Prepared) -> str:
 
 def _require(row: dict[str, Any], keys: tuple[str, ...], kind: Kind) -> None:
     present = [k for k in keys if k in row]
-    if not present:
-        hint = _other_format(row, kind)
+    hint = _other_format(row, kind)
+    if not present or hint:
         raise _Invalid("unknown-format", f"keys {sorted(row)} match no {kind} format; expected {_EXPECTED[kind]}{hint}")
     missing = [k for k in keys if k not in row]
     if missing:

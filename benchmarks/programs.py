@@ -17,7 +17,11 @@ Two adapters, the two ways DSPy talks to a model:
   adapter. Each such *fallback* is counted (a ChatAdapter parse error seen by a
   DSPy callback), as is every item that still failed to parse (*parse failures*).
 
-A failed item scores 0. Results go to ``--out`` as JSON and to stdout as a table.
+A failed item scores 0. Then, with ``--frameworks``, the same question per framework:
+the classification dev items asked through LangChain, AutoGen and CrewAI's own
+structured-output calls (``schema``: a JSON schema in ``response_format``) and as a
+plain prompt whose reply is parsed as JSON (``prompt``), counting replies that are
+not a valid ``{"label": ...}``. Results go to ``--out`` as JSON and to stdout as tables.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--adapters", default="json,chat", help="comma-separated: json, chat")
     parser.add_argument("--limit", type=int, default=20, help="dev items per program (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent requests (the backend batches them)")
+    parser.add_argument("--frameworks", default="langchain,autogen,crewai",
+                        help="frameworks for the structured-output table ('' to skip; default: %(default)s)")
     parser.add_argument("--url", help="use the backend at this URL instead of starting one in this process")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "programs.json")
     return parser.parse_args()
@@ -125,6 +131,85 @@ def evaluate(name: str, adapter_name: str, lm: Any, limit: int, threads: int) ->
     }
 
 
+LABEL_PROMPT = ("Classify the customer-support ticket. Reply with JSON only, like {\"label\": \"billing\"}, where "
+                "label is one of: billing, shipping, technical, account, returns.")
+
+
+def ticket_model() -> type:
+    """The pydantic model every framework is asked to fill: ``{"label": <one of the five>}``."""
+    from typing import Literal
+
+    from pydantic import BaseModel
+
+    class Ticket(BaseModel):
+        label: Literal["billing", "shipping", "technical", "account", "returns"]
+
+    return Ticket
+
+
+def framework_call(framework: str, mode: str, settings: Any, model: str) -> Any:
+    """A function ``text -> reply text or a parsed Ticket`` through ``framework``'s own client."""
+    import asyncio
+
+    from roost import clients
+
+    ticket = ticket_model()
+    options = {"caller": f"benchmarks.programs/{framework}-{mode}", "temperature": 0.0, "max_tokens": 24,
+               "settings": settings}
+    if framework == "langchain":
+        chat = clients.langchain_chat(model, **options)
+        runnable = chat.with_structured_output(ticket, method="json_schema") if mode == "schema" else chat
+
+        def call(text: str) -> Any:
+            reply = runnable.invoke([("system", LABEL_PROMPT), ("user", text)])
+            return reply if mode == "schema" else reply.content
+        return call
+    if framework == "autogen":
+        from autogen_core.models import SystemMessage, UserMessage
+
+        def call(text: str) -> Any:
+            async def ask() -> Any:
+                client = clients.autogen_client(model, **options)
+                try:
+                    extra = {"json_output": ticket} if mode == "schema" else {}
+                    result = await client.create([SystemMessage(content=LABEL_PROMPT),
+                                                  UserMessage(content=text, source="user")], **extra)
+                finally:
+                    await client.close()
+                return result.content
+            return asyncio.run(ask())
+        return call
+    if framework == "crewai":
+        llm = clients.crewai_llm(model, **options)
+
+        def call(text: str) -> Any:
+            messages = [{"role": "system", "content": LABEL_PROMPT}, {"role": "user", "content": text}]
+            return llm.call(messages, response_model=ticket if mode == "schema" else None)
+        return call
+    raise SystemExit(f"unknown framework {framework!r}; use langchain, autogen, crewai")
+
+
+def evaluate_framework(framework: str, mode: str, settings: Any, model: str, limit: int) -> dict[str, Any]:
+    """Parse failures and accuracy of ``framework`` on the classification dev items, schema or plain prompt."""
+    from programs.classify import TASK
+
+    ticket = ticket_model()
+    call = framework_call(framework, mode, settings, model)
+    failures = correct = 0
+    rows = TASK.rows("dev", limit=limit)
+    start = time.perf_counter()
+    for row in rows:
+        try:
+            reply = call(row["text"])
+            parsed = reply if isinstance(reply, ticket) else ticket.model_validate_json(str(reply).strip())
+        except Exception:  # noqa: BLE001 - a reply that is not a valid Ticket, however the framework reports it
+            failures += 1
+            continue
+        correct += parsed.label == row["label"]
+    return {"framework": framework, "mode": mode, "items": len(rows), "parse_failures": failures,
+            "accuracy": correct / len(rows) if rows else 0.0, "seconds": round(time.perf_counter() - start, 1)}
+
+
 def serve_in_process(model: str):
     """Start a backend for ``model`` on an ephemeral port in a thread; return (settings, stop())."""
     import asyncio
@@ -167,6 +252,16 @@ def table(rows: list[dict[str, Any]], model: str, limit: int) -> str:
     return "\n".join(lines)
 
 
+def framework_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["Structured output per framework (classification dev items, `schema`: JSON schema in response_format; "
+             "`prompt`: JSON asked for in the prompt only):", "",
+             "| framework | mode | items | parse failures | accuracy |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['framework']} | {r['mode']} | {r['items']} | {r['parse_failures']} | "
+                     f"{r['accuracy']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     args = parse_args()
     from roost.clients import dspy_lm
@@ -180,19 +275,29 @@ def main() -> None:
     try:
         lm = dspy_lm(args.model, caller="benchmarks.programs", temperature=0.0, settings=settings)
         rows = []
-        for name in args.programs.split(","):
+        for name in filter(None, args.programs.split(",")):
             for adapter in args.adapters.split(","):
                 row = evaluate(name.strip(), adapter.strip(), lm, args.limit, args.threads)
                 print(f"{name:14} {adapter:5} score {row['score']:.3f}  fallbacks {row['fallbacks']}  "
                       f"parse failures {row['parse_failures']}  errors {row['other_errors']}  {row['seconds']}s",
                       file=sys.stderr, flush=True)
                 rows.append(row)
+        framework_rows = []
+        for framework in filter(None, args.frameworks.split(",")):
+            for mode in ("schema", "prompt"):
+                row = evaluate_framework(framework.strip(), mode, settings, args.model, args.limit)
+                print(f"{framework:10} {mode:6} parse failures {row['parse_failures']}/{row['items']}  "
+                      f"accuracy {row['accuracy']:.3f}  {row['seconds']}s", file=sys.stderr, flush=True)
+                framework_rows.append(row)
     finally:
         stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": args.model, "limit": args.limit, "rows": rows}, indent=2,
-                                   ensure_ascii=False, default=str))
+    args.out.write_text(json.dumps({"model": args.model, "limit": args.limit, "rows": rows,
+                                    "frameworks": framework_rows}, indent=2, ensure_ascii=False, default=str))
     print(table(rows, args.model, args.limit))
+    if framework_rows:
+        print()
+        print(framework_table(framework_rows))
 
 
 if __name__ == "__main__":

@@ -283,9 +283,11 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:
-    """Set the logits of tokens whose bit is 0 in a 32-bit-word bitmask to -inf (numpy: one thread, ~30 us)."""
-    forbidden = np.unpackbits(~bitmask.numpy().view(np.uint8), count=logits.shape[-1], bitorder="little")
-    np.copyto(logits.numpy(), -np.inf, where=forbidden.view(np.bool_))
+    """Set the logits of tokens whose bit is 0 in a 32-bit-word bitmask to -inf, as roost does (~25 us)."""
+    forbidden = np.unpackbits(bitmask.numpy().view(np.uint8) ^ 0xFF, count=logits.shape[-1], bitorder="little")
+    ceiling = np.bitwise_or(np.left_shift(forbidden, 31, dtype=np.uint32), np.uint32(0x7F800000))
+    array = logits.numpy()
+    np.minimum(array, ceiling.view(np.float32), out=array)
 
 
 ADAPTERS = {
@@ -432,9 +434,11 @@ def overhead(args: argparse.Namespace) -> None:
                 logits = torch.randn(vocab, generator=gen)
                 start, cpu = time.perf_counter(), time.thread_time()
                 constraint.mask(logits)
-                token = int(torch.argmax(logits))
+                mask_time = (time.perf_counter() - start, time.thread_time() - cpu)
+                token = int(torch.argmax(logits))  # the engine samples; not a cost of the constraint
+                start, cpu = time.perf_counter(), time.thread_time()
                 constraint.advance(token)
-                per_token.append((time.perf_counter() - start, time.thread_time() - cpu))
+                per_token.append((mask_time[0] + time.perf_counter() - start, mask_time[1] + time.thread_time() - cpu))
                 if token == eos or constraint.is_terminated():
                     break
         wall = [w * 1e3 for w, _c in per_token]
@@ -444,16 +448,12 @@ def overhead(args: argparse.Namespace) -> None:
               f"wall mean {statistics.mean(wall):.3f} ms")
     mask_ms = max(statistics.mean(w * 1e3 for w, _c in per_token) for per_token in costs.values())
 
-    print(f"\n| batch | decode step bf16 (ms) | {batch_label(1)} constraint cost (ms) | constrained / unconstrained "
-          "throughput |\n|---|---|---|---|")
+    print("\n| batch | decode step, HF forward bf16 (ms) | constraint cost per step: rows x mean wall (ms) "
+          "| constrained / unconstrained throughput |\n|---|---|---|---|")
     for batch in (1, 16):
         step_ms = _decode_step_ms(model, batch, prompt_len=100)
         added = batch * mask_ms  # the engine masks its rows one after another on the scheduler thread
         print(f"| {batch} | {step_ms:.1f} | {added:.2f} | {step_ms / (step_ms + added):.1%} |")
-
-
-def batch_label(_batch: int) -> str:
-    return "rows x mean wall"
 
 
 @torch.inference_mode()
@@ -473,6 +473,70 @@ def _decode_step_ms(model: Any, batch: int, prompt_len: int, steps: int = 16) ->
     return statistics.median(times[2:]) * 1e3
 
 
+# A long answer with every kind of state (keys, enums, integers, bounded strings) that cannot end before 64 tokens.
+LONG_ANSWER = {"type": "object", "properties": {"rows": {"type": "array", "minItems": 40, "items": {
+    "type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
+                                     "unit": {"enum": ["celsius", "fahrenheit"]},
+                                     "days": {"type": "integer", "minimum": 1, "maximum": 14}},
+    "required": ["city", "unit", "days"]}}}, "required": ["rows"]}
+
+
+def engine_throughput(args: argparse.Namespace) -> None:
+    """Aggregate tokens/s of the transformers engine at concurrency 16, with and without a grammar."""
+    import asyncio
+
+    from roost.backend.constrain import compile_json_schema
+    from roost.backend.engine import GenerationRequest, SamplingParams
+    from roost.backend.transformers_engine import TransformersEngine
+    from roost.config import load_settings
+    from roost.prompts import encode, render_chat
+
+    async def run() -> None:
+        engine = TransformersEngine(load_settings(env={"ROOST_HOME": str(args.model.parent.parent)}),
+                                    models=[args.model.name], max_batch_size=16)
+        await engine.start()
+        try:
+            tok = engine.tokenizer(args.model.name)
+            grammar = compile_json_schema(tok, LONG_ANSWER)
+            asks = [f"List weather rows for {i} cities." for i in range(args.requests)]
+            prompts = [encode(tok, render_chat(tok, [{"role": "user", "content": ask}])) for ask in asks]
+
+            async def one(i: int, constrained: bool) -> int:
+                params = SamplingParams(max_tokens=args.tokens, temperature=1.0, seed=i, ignore_eos=not constrained)
+                request = GenerationRequest(request_id=f"r{i}", model=args.model.name, prompt_ids=prompts[i],
+                                            params=params, constraint=grammar.new_constraint() if constrained else None)
+                tokens = 0
+                async for chunk in engine.generate(request):
+                    tokens = chunk.completion_tokens
+                return tokens
+
+            async def wave(constrained: bool) -> float:
+                gate = asyncio.Semaphore(args.concurrency)
+
+                async def gated(i: int) -> int:
+                    async with gate:
+                        return await one(i, constrained)
+
+                start = time.perf_counter()
+                counts = await asyncio.gather(*(gated(i) for i in range(args.requests)))
+                return sum(counts) / (time.perf_counter() - start)
+
+            await wave(False)  # warm-up
+            rates: dict[bool, list[float]] = {False: [], True: []}
+            for _ in range(args.rounds):  # alternate, so that load from elsewhere hits both alike
+                for constrained in (False, True):
+                    rates[constrained].append(await wave(constrained))
+            plain, constrained = statistics.median(rates[False]), statistics.median(rates[True])
+            print(f"engine, concurrency {args.concurrency}, {args.requests} requests x {args.tokens} tokens: "
+                  f"unconstrained {plain:.1f} tok/s {[round(r, 1) for r in rates[False]]}, "
+                  f"constrained {constrained:.1f} tok/s {[round(r, 1) for r in rates[True]]} "
+                  f"-> {constrained / plain:.1%} of unconstrained")
+        finally:
+            await engine.stop()
+
+    asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", action="store_true", help="compare the installed grammar libraries")
@@ -480,13 +544,20 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="default model folder (bf16)")
     parser.add_argument("--walks", type=int, default=10, help="random walks per measurement")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the decode step")
+    parser.add_argument("--engine", action="store_true", help="engine throughput with and without a grammar")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=32, help="requests per measured wave")
+    parser.add_argument("--tokens", type=int, default=64, help="output tokens per request")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating waves of each kind")
     args = parser.parse_args()
-    if not (args.compare or args.overhead):
+    if not (args.compare or args.overhead or args.engine):
         args.compare = True
     if args.compare:
         compare(args)
     if args.overhead:
         overhead(args)
+    if args.engine:
+        engine_throughput(args)
 
 
 if __name__ == "__main__":

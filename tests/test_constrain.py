@@ -249,13 +249,15 @@ def test_extra_keys_are_refused_unless_the_schema_allows_them(tokenizer) -> None
     assert _feed(open_, tokenizer, '{"a": 1, "b": 2}')[0].is_accepting()
 
 
-def test_mask_handles_bf16_and_a_padded_vocabulary(tokenizer) -> None:
+def test_mask_handles_other_dtypes_and_a_padded_vocabulary(tokenizer) -> None:
     grammar = compile_json_schema(tokenizer, None)
     reference = torch.zeros(len(tokenizer))
     grammar.new_constraint().mask(reference)
-    bf16 = torch.zeros(len(tokenizer), dtype=torch.bfloat16)
-    grammar.new_constraint().mask(bf16)
-    assert torch.equal(torch.isfinite(bf16), torch.isfinite(reference))
+    assert 0 < int(torch.isfinite(reference).sum()) < len(tokenizer)
+    for other in (torch.zeros(len(tokenizer), dtype=torch.bfloat16), torch.zeros(len(tokenizer), dtype=torch.float64),
+                  torch.zeros(len(tokenizer)).numpy().astype("float64")):
+        grammar.new_constraint().mask(other)
+        assert torch.equal(torch.isfinite(torch.as_tensor(other)), torch.isfinite(reference))
     padded = torch.zeros(2, len(tokenizer) + 64)  # a model whose embedding has rows beyond the tokenizer
     grammar.new_constraint().mask(padded[1])
     assert torch.equal(torch.isfinite(padded[1, :len(tokenizer)]), torch.isfinite(reference))

@@ -235,6 +235,7 @@ class Constraint:
         self._vocab_size = vocab_size
         # One bit per token, 32 to a word, as llguidance writes it: 6 KiB for a 49152-token vocabulary.
         self._bitmask = np.zeros((vocab_size + 31) // 32, dtype=np.int32)
+        self._ceiling = np.empty(vocab_size, dtype=np.uint32)
         self._failed = False
 
     def mask(self, logits: Any) -> None:
@@ -244,9 +245,24 @@ class Constraint:
             return
         self._matcher.unsafe_compute_mask_ptr(self._bitmask.ctypes.data, self._bitmask.nbytes)
         width = min(int(logits.shape[-1]), self._vocab_size)
-        # Unpack the inverted bits: True marks a forbidden token. ~20 us, single-threaded.
-        forbidden = np.unpackbits(self._bitmask.view(np.uint8) ^ 0xFF, count=width, bitorder="little").view(np.bool_)
-        _fill_forbidden(logits, forbidden, width)
+        # One byte per token, 1 = forbidden (the inverted bits), ~5 us for 49152 tokens.
+        forbidden = np.unpackbits(self._bitmask.view(np.uint8) ^ 0xFF, count=width, bitorder="little")
+        array = _float32_view(logits)
+        if isinstance(logits, np.ndarray) and array is None:
+            np.copyto(logits[:width], -np.inf, where=forbidden.view(np.bool_))
+        elif array is None:  # bf16/fp16/fp64 or an accelerator's tensor
+            import torch
+
+            logits[:width].masked_fill_(torch.from_numpy(forbidden.view(np.bool_)).to(logits.device), float("-inf"))
+        else:
+            # A ceiling of +inf (allowed) or -inf (forbidden) as float32 bit patterns, then one np.minimum:
+            # 25 us for 49152 tokens, where np.copyto(where=) takes 175 us and torch's masked_fill on two
+            # busy cores up to 900 us (its thread pool waits for a core).
+            ceiling = self._ceiling[:width]
+            np.left_shift(forbidden, 31, out=ceiling, dtype=np.uint32)
+            np.bitwise_or(ceiling, _POSITIVE_INF_BITS, out=ceiling)
+            np.minimum(array[:width], ceiling.view(np.float32), out=array[:width])
+        logits[width:] = float("-inf")  # rows of a padded embedding that no token of the tokenizer uses
 
     def advance(self, token_id: int) -> None:
         """Accept the sampled token. A token the mask forbade fails the request at the next :meth:`mask`."""
@@ -271,20 +287,16 @@ class Constraint:
         return not self._matcher.is_error() and bool(self._bitmask.any())
 
 
-def _fill_forbidden(logits: Any, forbidden: np.ndarray, width: int) -> None:
-    """logits[forbidden] = -inf, and -inf past the tokenizer's vocabulary (padded embedding rows)."""
-    if isinstance(logits, np.ndarray):
-        array = logits
-    elif str(logits.dtype) in ("torch.float32", "torch.float64", "torch.float16") and logits.device.type == "cpu":
-        array = logits.numpy()  # a view: numpy's copyto avoids torch's thread pool, 10x cheaper here on 2 cores
-    else:
-        import torch
+_POSITIVE_INF_BITS = np.uint32(0x7F800000)  # float32 +inf; with the sign bit set it is -inf
 
-        logits[:width].masked_fill_(torch.from_numpy(forbidden).to(logits.device), float("-inf"))
-        logits[width:] = float("-inf")
-        return
-    np.copyto(array[:width], -np.inf, where=forbidden)
-    array[width:] = -np.inf
+
+def _float32_view(logits: Any) -> np.ndarray | None:
+    """A numpy view of float32 CPU logits (shares memory), or None when another path must write them."""
+    if isinstance(logits, np.ndarray):
+        return logits if logits.dtype == np.float32 else None
+    if str(logits.dtype) == "torch.float32" and logits.device.type == "cpu" and not logits.requires_grad:
+        return logits.numpy()
+    return None
 
 
 # ---- parsing what the model wrote ----

@@ -1116,6 +1116,9 @@ TOWNS = ["Millbrook", "Ashton", "Cedar Falls", "Kingsford", "Barrow Hill", "Elms
          "Stonebridge", "Willowdale", "Harwick", "Fairport"]
 PEOPLE = [f"{f} {la}" for f, la in zip(FIRST_NAMES, LAST_NAMES, strict=True)]
 
+STORE_KINDS = {"Baxter's Books": "book", "The Corner Toy Shop": "toy", "Fenwick Music": "music",
+               "Hollis Hardware": "hardware"}
+
 # Each story: slot values, its sentences ("!" marks one the summary depends on; the others may be dropped),
 # and the one-sentence summary.
 STORIES: list[dict] = [
@@ -1189,7 +1192,8 @@ STORIES: list[dict] = [
         "summary": "{school} opened a new {facility}, costing {cost} and funded mostly by donations.",
     },
     {
-        "slots": {"univ": ["Greyfield University", "Westbrook University", "the Kestrel Institute", "Linwood College"],
+        "slots": {"univ": ["Greyfield University", "Westbrook University", "Harbor State University",
+                           "Linwood College"],
                   "finding": ["walking twenty minutes a day improves sleep", "reading aloud helps children learn new "
                               "words faster", "people remember more when they take notes by hand",
                               "short naps make drivers more alert"],
@@ -1203,8 +1207,7 @@ STORIES: list[dict] = [
         "summary": "A {univ} study of {n} {subjects} found that {finding}.",
     },
     {
-        "slots": {"store": ["Baxter's Books", "The Corner Toy Shop", "Fenwick Music", "Hollis Hardware"],
-                  "kind": ["book", "toy", "music", "hardware"],
+        "slots": {"store": list(STORE_KINDS),
                   "street": ["High Street", "Mill Lane", "Station Road", "Church Street"],
                   "month": TICKET_SLOTS["month"], "years": ["forty", "thirty-five", "sixty", "twenty-two"],
                   "person": PEOPLE},
@@ -1273,7 +1276,7 @@ STORIES: list[dict] = [
     },
     {
         "slots": {"zoo": ["Riverside Zoo", "the city zoo", "Greenhill Wildlife Park", "Marston Zoo"],
-                  "animal": ["giraffe", "elephant", "zebra", "rhino", "camel"],
+                  "animal": ["giraffe", "elephant", "hippo", "rhino", "camel"],  # all have calves
                   "day": TICKET_SLOTS["day"][:6], "mother": ["Nala", "Tessa", "Ruby", "Mira", "Kiki"],
                   "weight": ["50 kilograms", "90 kilograms", "35 kilograms"],
                   "month": TICKET_SLOTS["month"]},
@@ -1317,6 +1320,8 @@ def _story_row(story: dict, r: random.Random) -> dict:
         prices = slots["p"]
         values["p"] = r.choice(prices[:-1])
         values["p2"] = r.choice(prices[prices.index(values["p"]) + 1:])
+    if "store" in values:  # the shop's kind goes with its name
+        values["kind"] = STORE_KINDS[values["store"]]
     if "zoo" in values:
         values["zoo_cap"] = _capitalize(values["zoo"])
     if "person" in values:
@@ -1399,7 +1404,7 @@ PARAPHRASE_SLOTS = {
     "place": ["pharmacy", "post office", "library", "bakery", "train station", "bank", "dentist's office"],
     "city": ["Lisbon", "Chicago", "Osaka", "Cairo", "Dublin", "Toronto", "Vienna", "Lima"],
     "day": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "the end of the month"],
-    "time": ["six o'clock", "9 p.m.", "noon", "half past seven", "midnight"],
+    "time": ["six o'clock", "nine in the evening", "noon", "half past seven", "midnight"],
     "minutes": ["10", "15", "20", "25", "40"], "count": ["12", "30", "50", "8", "200"],
     "years": ["two", "three", "five", "ten"], "age": ["five", "six", "ten", "twelve"],
     "hours": ["two", "three", "four", "six"],

@@ -290,6 +290,8 @@ def _ticket(template: str, rng: random.Random) -> str:
     opener = rng.choice(TICKET_OPENERS)
     closer = fill(rng.choice(TICKET_CLOSERS), rng, TICKET_SLOTS)
     body = fill(template, rng, TICKET_SLOTS)
+    if opener.endswith(",") and not re.match(r"I\b|\{", template):
+        body = body[0].lower() + body[1:]  # "Hi, how do I ...", but "Hi, I ..." and "Hi, Royal Mail ..."
     text = " ".join(part for part in (opener, body, closer) if part)
     roll = rng.random()
     if roll < 0.15:

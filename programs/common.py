@@ -2,7 +2,7 @@
 
 A program module defines a Signature, a Module, a metric and a ``TASK`` (a :class:`Task`
 naming its data files and fields); :func:`run_program` does the rest of the
-runnable-target convention (see :mod:`roost.run`) for it: it picks the LM, runs the
+runnable-target convention (see :mod:`roost.targets`) for it: it picks the LM, runs the
 module under the JSON adapter, reports each LM call and predictor as a step, and
 returns the output fields as a dict.
 
@@ -83,9 +83,11 @@ class Task:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{number}: a row is a JSON object, not {type(row).__name__}")
                 missing = [k for k in (*self.inputs, *self.labels) if k not in row]
-                if not isinstance(row, dict) or missing:
-                    raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing) or 'all'}")
+                if missing:
+                    raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
                 rows.append(row)
                 if limit is not None and len(rows) >= limit:
                     break

@@ -93,9 +93,9 @@ def evaluate(name: str, adapter_name: str, lm: Any, limit: int, threads: int) ->
     """Score program ``name`` on ``limit`` dev items with one adapter; count fallbacks and failures."""
     import dspy
 
+    from programs.common import module_class
+
     program = importlib.import_module(f"programs.{name}")
-    module_class = next(v for v in vars(program).values()
-                        if isinstance(v, type) and issubclass(v, dspy.Module) and v.__module__ == program.__name__)
     examples = program.TASK.examples("dev", limit=limit)
     adapter = dspy.JSONAdapter() if adapter_name == "json" else dspy.ChatAdapter()
     counter = ParseCounter()
@@ -106,7 +106,7 @@ def evaluate(name: str, adapter_name: str, lm: Any, limit: int, threads: int) ->
     def one(example: dspy.Example) -> float:
         with dspy.context(lm=lm, adapter=adapter, callbacks=[counter.callback]):
             try:
-                prediction = module_class()(**example.inputs())
+                prediction = module_class(program)()(**example.inputs())
             except Exception as exc:  # noqa: BLE001 - every failure is counted and scored 0
                 with counter.lock:
                     failures[type(exc).__name__] += 1

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import dspy
@@ -232,3 +233,33 @@ def run_program(program: dspy.Module, task: Task, target: str, input: str | dict
                               f"model's reply {reply!r}; a backend that constrains decoding to the output schema "
                               "prevents this, a fine-tuned adapter makes it rarer") from exc
     return {name: prediction[name] for name in task.labels}
+
+
+def module_class(program: ModuleType) -> type[dspy.Module]:
+    """The ``dspy.Module`` subclass a program module defines (each defines exactly one)."""
+    classes = [v for v in vars(program).values()
+               if isinstance(v, type) and issubclass(v, dspy.Module) and v.__module__ == program.__name__]
+    if len(classes) != 1:
+        raise TypeError(f"{program.__name__} defines {len(classes)} dspy.Module classes; a program defines one")
+    return classes[0]
+
+
+def finetune_rows(program: ModuleType, split: str = "train", *, adapter: str = "json",
+                  limit: int | None = None) -> list[dict[str, Any]]:
+    """A program's dataset as TRL conversational rows (``{"messages": [...]}``), in the exact prompt format
+    the program sends at run time, with the reference outputs as the assistant turn.
+
+    Training on these teaches a model the program's own prompt and reply format, so the
+    fine-tuned adapter is used unchanged by ``roost run programs.<name> --model <adapter alias>``.
+    """
+    task: Task = program.TASK
+    predictor = module_class(program)().predictors()[0]
+    formatter = make_adapter(adapter)
+    rows = []
+    for row in task.rows(split, limit):
+        inputs = {k: row[k] for k in task.inputs}
+        outputs = {k: row[k] for k in task.labels}
+        messages = formatter.format(predictor.signature, demos=[], inputs=inputs)
+        reply = formatter.format_assistant_message_content(predictor.signature, outputs)
+        rows.append({"messages": [*messages, {"role": "assistant", "content": reply}]})
+    return rows

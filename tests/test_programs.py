@@ -308,3 +308,22 @@ def test_a_roost_model_is_greedy_with_the_task_budget_unless_told_otherwise(monk
     assert made[1][0] == "writer" and made[1][1]["temperature"] == 0.7 and made[1][1]["max_tokens"] == 10
     assert made[1][1]["caller"] == "app/triage"
     assert "temperature" not in made[2][1]  # the alias's own default applies on the backend
+
+
+def test_finetune_rows_are_the_prompts_the_program_sends(tmp_path):
+    from programs.common import finetune_rows
+    from programs.export import main as export
+
+    rows = finetune_rows(classify, "dev", limit=2)
+    first = classify.TASK.rows("dev", limit=1)[0]
+    assert [m["role"] for m in rows[0]["messages"]] == ["system", "user", "assistant"]
+    assert json.loads(rows[0]["messages"][-1]["content"]) == {"label": first["label"]}
+    lm = DummyLM([{"label": first["label"]}], adapter=dspy.JSONAdapter())
+    classify.run(first["text"], lm=lm)
+    assert lm.history[-1]["messages"] == rows[0]["messages"][:-1]  # training prompt == inference prompt
+
+    out = tmp_path / "ner.jsonl"
+    assert export(["ner", "--split", "dev", "--limit", "3", "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 3
+    assert json.loads(lines[0]["messages"][-1]["content"])["tags"] == ner.TASK.rows("dev", limit=1)[0]["tags"]

@@ -328,7 +328,7 @@ NER_TEMPLATES = [
     "Yesterday {PER} met {PER2} at the {ORG} office in {LOC} .",
     "{ORG} announced a new factory near {LOC} .",
     "{PER} was born in {LOC} and moved to {LOC2} in 1998 .",
-    "The mayor of {LOC} , {PER} , visited {ORG} on Friday .",
+    "A delegation from {LOC} , led by {PER} , visited {ORG} on Friday .",
     "Shares of {ORG} rose after {PER} became chief executive .",
     "{PER} and {PER2} founded {ORG} in 2011 .",
     "Flights from {LOC} to {LOC2} were cancelled because of the storm .",

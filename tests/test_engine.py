@@ -80,7 +80,9 @@ def reference(tiny_home: Path):
 
 
 def engine_for(home: Path, models: list[str] | None = None, **kwargs) -> TransformersEngine:
-    return TransformersEngine(load_settings(env={"ROOST_HOME": str(home)}), models, dtype="float32", **kwargs)
+    # One thread: a tiny model gains nothing from two, and on a busy shared machine they wait on each other.
+    return TransformersEngine(load_settings(env={"ROOST_HOME": str(home)}), models, dtype="float32", threads=1,
+                              **kwargs)
 
 
 async def collect(engine: TransformersEngine, request: GenerationRequest) -> tuple[list[int], str, str]:
@@ -400,6 +402,10 @@ def test_bad_engine_settings_are_refused(tiny_home: Path) -> None:
         TransformersEngine(load_settings(env={}), dtype="float8")
     with pytest.raises(ConfigError, match="max_batch_size"):
         engine_for(tiny_home, ["tiny"], max_batch_size=0)
+    with pytest.raises(ConfigError, match="runner 'fast'"):
+        engine_for(tiny_home, ["tiny"], runner="fast")
+    with pytest.raises(ConfigError, match="threads"):
+        TransformersEngine(load_settings(env={}), threads=0)
 
 
 @pytest.mark.e2e

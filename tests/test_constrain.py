@@ -451,3 +451,51 @@ def test_engine_batches_constrained_requests_and_all_validate(engine_home, token
             jsonschema.validate(json.loads(function["arguments"]), SCHEMAS[function["name"]])
     # Each request sampled on its own (seeded) generator: answers differ, and every tool gets called.
     assert len({text for i, text, _ in results if i % 2 == 0}) == 50 and names == set(SCHEMAS)
+
+
+@pytest.mark.e2e
+def test_default_model_writes_a_valid_tool_call_and_json_answer(default_model_home) -> None:
+    """The real default model through the engine: a required tool call and a json_schema answer, both valid."""
+    import asyncio
+
+    from roost.backend.engine import GenerationRequest, SamplingParams
+    from roost.backend.transformers_engine import TransformersEngine
+    from roost.config import load_settings
+
+    weather = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40},
+                                                "unit": {"enum": ["celsius", "fahrenheit"]}},
+               "required": ["city", "unit"]}
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
+                                               "parameters": weather}}]
+    answer = {"type": "object", "properties": {"capital": {"type": "string", "maxLength": 40},
+                                               "population_millions": {"type": "integer", "minimum": 0,
+                                                                       "maximum": 100}},
+              "required": ["capital", "population_millions"]}
+
+    async def run() -> list[str]:
+        engine = TransformersEngine(load_settings(env={"ROOST_HOME": str(default_model_home)}), max_batch_size=2)
+        await engine.start()
+        try:
+            name = engine.models()[0].name
+            tok = engine.tokenizer(name)
+            asks = [([{"role": "user", "content": "What is the weather in Paris?"}], tools,
+                     compile_tool_calls(tok, tools, "required", parallel_tool_calls=False)),
+                    ([{"role": "user", "content": "What is the capital of France? Answer in JSON."}], None,
+                     compile_json_schema(tok, answer))]
+
+            async def one(messages, with_tools, grammar) -> str:
+                prompt = encode(tok, render_chat(tok, messages, tools=with_tools))
+                request = GenerationRequest(request_id=str(len(prompt)), model=name, prompt_ids=prompt,
+                                            params=SamplingParams(max_tokens=96, temperature=0.0),
+                                            constraint=grammar.new_constraint())
+                return "".join([chunk.text async for chunk in engine.generate(request)])
+
+            return await asyncio.gather(*(one(*ask) for ask in asks))
+        finally:
+            await engine.stop()
+
+    call_text, answer_text = asyncio.run(run())
+    calls, content = parse_tool_calls(call_text)
+    assert content == "" and [c["function"]["name"] for c in calls] == ["get_weather"]
+    jsonschema.validate(json.loads(calls[0]["function"]["arguments"]), weather)
+    jsonschema.validate(json.loads(answer_text), answer)

@@ -1,9 +1,10 @@
 """A lean forward pass for Llama-family models, with every LoRA adapter of a batch applied at once.
 
-The transformers forward spends most of a small model's decode step in Python:
-about 1.5 ms per layer for SmolLM2-135M, against 0.3 ms of matrix work. This
+The transformers forward spends most of a small model's decode step outside the
+matrix products: about 1.5 ms per layer for SmolLM2-135M at batch 1 (46 ms a
+token on 2 cores), of which about 0.35 ms is reading the layer's weights. This
 runner reads the same weights (q/k/v and gate/up fused into one matrix each,
-viewed in place so no memory is duplicated) and runs a layer in about 15 tensor
+viewed in place so no memory is duplicated) and runs a layer in about 25 tensor
 operations. The transformers engine uses it for the architectures it knows and
 falls back to transformers + PEFT for the rest.
 

@@ -22,7 +22,7 @@ from programs.sandbox import run_tests
 
 DESCRIPTION = "Text to code: {task, header} -> a Python function (scored by running hidden tests)."
 
-TASK = Task("text2code", inputs=("task", "header"), labels=("code",), max_tokens=192)
+TASK = Task("text2code", inputs=("task", "header"), labels=("code",), max_tokens=256)
 
 _FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 

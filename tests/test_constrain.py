@@ -306,7 +306,6 @@ def test_grammars_are_cached_per_tokenizer_and_schema(tokenizer) -> None:
 
 
 @pytest.mark.parametrize(("tools", "message"), [
-    ([], "non-empty list"),
     ({"type": "function"}, "non-empty list"),
     ([{"type": "retrieval"}], "tools[0]: only function tools"),
     ([{"type": "function"}], "tools[0]: 'function' must be an object"),
@@ -338,6 +337,27 @@ def test_bad_tools_are_rejected_with_the_reason(tools, message: str) -> None:
 def test_bad_tool_choice_is_rejected(choice, tools, message: str) -> None:
     with pytest.raises(ConstraintError, match=message):
         validate_tool_choice(choice, tools)
+
+
+def test_closing_objects_never_admits_what_the_schema_refuses(tokenizer) -> None:
+    # Open, both branches match {"a": 1}, which oneOf then refuses; closed, only the first would match it.
+    # Such a oneOf cannot be guaranteed, so it is refused rather than approximated.
+    one_of = {"oneOf": [{"type": "object", "properties": {"a": {"type": "integer"}}},
+                        {"type": "object", "properties": {"b": {"type": "integer"}}}]}
+    with pytest.raises(ConstraintError, match="oneOf branches that can match the same value"):
+        compile_json_schema(tokenizer, one_of)
+    disjoint = {"oneOf": [{"type": "integer"}, {"type": "object", "properties": {"b": {"type": "integer"}}}]}
+    assert _feed(compile_json_schema(tokenizer, disjoint), tokenizer, '{"b": 2}')[0].is_accepting()
+    # allOf branches each define part of the keys: closing them would make this schema unsatisfiable.
+    all_of = {"allOf": [{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                        {"type": "object", "properties": {"b": {"type": "integer"}}, "required": ["b"]}]}
+    assert _feed(compile_json_schema(tokenizer, all_of), tokenizer, '{"a": 1, "b": 2}')[0].is_accepting()
+
+
+def test_no_tools_is_not_an_error() -> None:
+    validate_tools(None)
+    validate_tools([])
+    assert validate_tool_choice(None, []) == "none"
 
 
 def test_tool_choice_defaults_follow_openai() -> None:

@@ -18,8 +18,7 @@ whitespace from eating the token budget.
 Objects that list ``properties`` accept no other keys unless the schema says so
 (``additionalProperties``): what the model writes still validates against the
 schema, and a Python function called with ``**arguments`` gets no surprise
-keyword. Branches of ``allOf`` are left open, since closing each would reject the
-keys its siblings define.
+keyword (see ``_closed`` for where this is not done).
 """
 
 from __future__ import annotations
@@ -61,10 +60,13 @@ class ConstraintError(RoostError, ValueError):
 def validate_tools(tools: Any) -> None:
     """Check an OpenAI ``tools`` list: functions with unique valid names and compilable ``parameters`` schemas.
 
+    None and ``[]`` mean no tools and pass.
+
     Raises:
         ConstraintError: naming the tool (index and name) and what is wrong with it.
     """
-    _tool_specs(tools)
+    if tools is not None and not (isinstance(tools, (list, tuple)) and not tools):
+        _tool_specs(tools)
 
 
 def validate_tool_choice(tool_choice: Any, tools: Any) -> str:
@@ -72,7 +74,7 @@ def validate_tool_choice(tool_choice: Any, tools: Any) -> str:
 
     ``None`` means ``"auto"`` when tools are given and ``"none"`` otherwise, as in OpenAI's API.
     """
-    names = [spec.name for spec in _tool_specs(tools)] if tools else []
+    names = [spec.name for spec in _tool_specs(tools)] if tools else []  # [] means no tools, as None does
     if tool_choice is None or tool_choice == "none":
         return "auto" if names and tool_choice is None else "none"
     if not names:
@@ -203,23 +205,18 @@ class Grammar:
     engine's scheduler thread.
     """
 
-    def __init__(self, tokenizer: Any, source: str, description: str) -> None:
+    def __init__(self, ll_tokenizer: llguidance.LLTokenizer, source: str, description: str) -> None:
         self.description = description
-        self._tokenizer = tokenizer
-        self._template = llguidance.LLMatcher(tokenizer, source, log_level=0)
+        self._vocab_size = ll_tokenizer.vocab_size
+        self._template = llguidance.LLMatcher(ll_tokenizer, source, log_level=0)
         if self._template.is_error():
             raise ConstraintError(f"cannot compile {description}: {self._template.get_error()}")
-        probe = self.new_constraint()
-        if not probe.first_tokens_allowed():
+        if not self.new_constraint()._any_token_allowed():
             raise ConstraintError(f"cannot compile {description}: no output can satisfy it")
-
-    @property
-    def vocab_size(self) -> int:
-        return self._tokenizer.vocab_size
 
     def new_constraint(self) -> Constraint:
         """Fresh per-request state: a copy of the matcher and its own bitmask buffer."""
-        return Constraint(self._template.deep_copy(), self._tokenizer.vocab_size)
+        return Constraint(self._template.deep_copy(), self._vocab_size)
 
 
 class Constraint:
@@ -281,7 +278,7 @@ class Constraint:
         """True when the output so far is complete (EOS is allowed), even if more could follow."""
         return not self._failed and self._matcher.is_accepting()
 
-    def first_tokens_allowed(self) -> bool:
+    def _any_token_allowed(self) -> bool:
         """Whether any token (EOS included) is allowed now; used to reject unsatisfiable grammars."""
         self._matcher.unsafe_compute_mask_ptr(self._bitmask.ctypes.data, self._bitmask.nbytes)
         return not self._matcher.is_error() and bool(self._bitmask.any())
@@ -339,7 +336,8 @@ class ToolCallStream:
     held back until it is decided); each call is sent whole, in one
     ``delta.tool_calls`` entry, when its closing tag arrives. Whitespace between
     and after calls is dropped. Feeding the text in any pieces gives the same
-    result as :func:`parse_tool_calls` on the whole.
+    result as :func:`parse_tool_calls` on the whole. ``calls`` counts the calls
+    sent so far (a finish reason of ``"tool_calls"`` when it is not 0).
     """
 
     def __init__(self) -> None:
@@ -499,6 +497,8 @@ def _schema_error(schema_text: str) -> str:
     except ValueError as exc:
         error = str(exc)
     error = error.strip().splitlines()[0] if error.strip() else ""
+    if "coerce_one_of" in error:  # llguidance's hint names an option users cannot set here
+        error = "oneOf branches that can match the same value are not supported; use anyOf, or make them disjoint"
     with _LOCK:
         _SCHEMA_ERRORS[schema_text] = error
         while len(_SCHEMA_ERRORS) > CACHE_SIZE:
@@ -513,18 +513,37 @@ def _json_rule(rule: str, schema: dict[str, Any]) -> str:
 
 
 def _closed(schema: Any) -> Any:
-    """A copy of ``schema`` where objects listing ``properties`` allow no other keys unless it says so."""
+    """A copy of ``schema`` where objects listing ``properties`` allow no other keys unless it says so.
+
+    Only where that keeps every output valid under the original: inside ``anyOf``,
+    ``items`` and the like, not inside ``oneOf`` or ``not`` (a closed branch matches
+    fewer values, which can make ``oneOf``/``not`` accept more). A schema that uses
+    ``allOf`` anywhere stays as it is: its branches, or the ``$defs`` they refer to,
+    may each define part of one object's keys.
+    """
+    if _uses_all_of(schema):
+        return schema
+    return _close(schema)
+
+
+def _uses_all_of(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return "allOf" in schema or any(_uses_all_of(value) for value in schema.values())
+    return isinstance(schema, list) and any(_uses_all_of(item) for item in schema)
+
+
+def _close(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_closed(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out = {}
     for key, value in schema.items():
-        if key in ("properties", "$defs", "definitions", "patternProperties", "dependentSchemas"):
-            out[key] = {k: _closed(v) for k, v in value.items()} if isinstance(value, dict) else value
-        elif key in ("items", "prefixItems", "additionalProperties", "anyOf", "oneOf", "contains", "not"):
-            out[key] = _closed(value)
-        else:  # allOf stays open (see the module docstring); keywords like enum/const are data, not schemas
+        if key in ("properties", "$defs", "definitions", "patternProperties"):
+            out[key] = {k: _close(v) for k, v in value.items()} if isinstance(value, dict) else value
+        elif key in ("items", "prefixItems", "additionalProperties", "anyOf", "contains"):
+            out[key] = _close(value)
+        else:  # enum/const values are data, not schemas; oneOf/not stay open (see above)
             out[key] = value
     if isinstance(out.get("properties"), dict) and not any(
             k in out for k in ("additionalProperties", "patternProperties", "unevaluatedProperties")):

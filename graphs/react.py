@@ -66,7 +66,9 @@ def build(model: BaseChatModel, tools: Sequence[BaseTool], *, system: str = SYST
             choice = "none"
         else:
             choice = "required" if require_tool and rounds == 0 else "auto"
-        reply = model.bind_tools(tools, tool_choice=choice).invoke([SystemMessage(system), *state["messages"]])
+        # One call per step: a small model asked for several writes the same call over and over.
+        bound = model.bind_tools(tools, tool_choice=choice, parallel_tool_calls=False)
+        reply = bound.invoke([SystemMessage(system), *state["messages"]])
         if choice == "none" and getattr(reply, "tool_calls", None):
             # A model that calls a tool anyway gets no more tool rounds: keep its words as the answer.
             reply = reply.model_copy(update={"tool_calls": [], "additional_kwargs": {}})

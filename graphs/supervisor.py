@@ -1,18 +1,20 @@
 """A multi-LLM supervisor: a router model sends the question to specialists, each on its own model, until done.
 
-The team: ``math`` (a ReAct agent with the calculator), ``researcher`` (a ReAct
-agent with search over :data:`graphs.tools.DOCS_DIR`) and ``writer`` (writes the
-final answer from the others' notes). The ``router`` picks the next specialist
-as structured output, JSON ``{"next": NAME}`` where NAME is one of the
-specialists who have not spoken yet or ``FINISH``. Three rules make that robust
-on a 135M model:
+The team: ``math`` (a ReAct agent with the calculator) and ``researcher`` (a
+ReAct agent with search over :data:`graphs.tools.DOCS_DIR`) are the specialists;
+the ``router`` picks who acts next, and on ``FINISH`` the ``writer`` turns their
+notes into the answer. The router's choice is structured output, JSON
+``{"next": NAME}``, and three rules make it robust on a 135M model:
 
-- the choice is a JSON-schema ``enum``; the backend decodes under that schema,
-  so the reply always parses (an unconstrained reply is read defensively: see
+- NAME is a JSON-schema ``enum``; the backend decodes under that schema, so the
+  reply always parses (an unconstrained reply is read defensively: see
   :func:`graphs.runtime.pick_choice`; each such fallback is counted);
 - a specialist who has answered leaves the enum, so the loop cannot cycle and
   ends after at most one turn per specialist;
-- ``FINISH`` is offered only once someone has answered.
+- ``FINISH`` is offered only once a specialist has answered.
+
+Each specialist makes one tool call, then answers from its result: a 135M model
+given more rounds repeats the call instead of answering.
 
 Before the answer is published the graph stops at a human-in-the-loop
 interrupt (``approve``); resume it with ``Command(resume=True|False)`` on the
@@ -62,20 +64,20 @@ logger = logging.getLogger(__name__)
 
 OnStep = Callable[[Step], None]
 
-DESCRIPTION = "LangGraph supervisor: a router sends the question to math, researcher and writer agents; asks approval."
+DESCRIPTION = "LangGraph supervisor: a router sends the question to math and research agents, a writer answers."
 RUN_OPTIONS = ("model", "models", "temperature", "max_tokens", "thread_id", "approve", "approval", "docs")
-SPECIALISTS = ("math", "researcher", "writer")
-AGENTS = ("router", *SPECIALISTS)
+SPECIALISTS = ("math", "researcher")
+AGENTS = ("router", *SPECIALISTS, "writer")
 FINISH = "FINISH"
 ROUTER_MAX_TOKENS = 32  # {"next": "researcher"} is 9 tokens; the cap only bites an unconstrained reply
 
 ROLES = {
     "math": "computes arithmetic exactly with a calculator",
     "researcher": "looks facts about roost up in its documentation",
-    "writer": "writes the final answer from the notes",
 }
 ROUTER_SYSTEM = (
-    "You lead a team: {roles}. Pick who acts next. Answer FINISH once the notes answer the question. "
+    "You lead a team: {roles}. Pick who acts next. Answer FINISH once the notes hold what the question needs; "
+    "a writer then answers it. "
     'Reply with JSON only: {{"next": "<one of {choices}>"}}.'
 )
 MATH_SYSTEM = ("You are the math specialist. Call the calculator with the arithmetic expression from the question, "
@@ -116,12 +118,13 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
         raise ValueError(f"the supervisor needs a model for {', '.join(missing)}")
     if approval and checkpointer is None:
         raise ValueError("a human-approval step needs a checkpointer to pause and resume the run")
-    math_agent = react.build(models["math"], [calculator_tool()], system=MATH_SYSTEM, name="math")
+    math_agent = react.build(models["math"], [calculator_tool()], system=MATH_SYSTEM, max_tool_rounds=1,
+                             name="math")
     researcher_agent = react.build(models["researcher"], [search_tool(search)], system=RESEARCHER_SYSTEM,
-                                   name="researcher")
+                                   max_tool_rounds=1, name="researcher")
 
     def route(state: SupervisorState) -> dict[str, Any]:
-        spoken = [who for who, _ in state.get("notes", [])]
+        spoken = {who for who, _ in state.get("notes", [])}
         choices = [s for s in SPECIALISTS if s not in spoken] + ([FINISH] if spoken else [])
         if choices == [FINISH]:
             return {"next": FINISH}
@@ -149,12 +152,11 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
 
     def writer(state: SupervisorState) -> dict[str, Any]:
         reply = models["writer"].invoke([SystemMessage(WRITER_SYSTEM), HumanMessage(_brief(state))])
-        return {"notes": [("writer", str(reply.content).strip())]}
+        answer = str(reply.content).strip()
+        return {"notes": [("writer", answer)], "answer": answer}
 
     def finish(state: SupervisorState) -> dict[str, Any]:
-        notes = state.get("notes", [])
-        # The writer's note is the answer when it spoke; otherwise the last specialist's.
-        answer = next((text for who, text in reversed(notes) if who == "writer"), notes[-1][1] if notes else "")
+        answer = state.get("answer", "")
         if not approval:
             return {"answer": answer, "approved": True}
         decision = interrupt({"question": "Publish this answer?", "answer": answer})
@@ -167,9 +169,10 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
     graph.add_node("writer", writer)
     graph.add_node("finish", finish)
     graph.add_edge(START, "router")
-    graph.add_conditional_edges("router", lambda s: s["next"], {**{s: s for s in SPECIALISTS}, FINISH: "finish"})
+    graph.add_conditional_edges("router", lambda s: s["next"], {**{s: s for s in SPECIALISTS}, FINISH: "writer"})
     for specialist in SPECIALISTS:
         graph.add_edge(specialist, "router")
+    graph.add_edge("writer", "finish")
     graph.add_edge("finish", END)
     return graph.compile(checkpointer=checkpointer, name="supervisor")
 
@@ -180,8 +183,6 @@ def _brief(state: SupervisorState) -> str:
     for who, text in state.get("notes", []):
         lines.append(f"Note from {who}: {text}")
     return "\n".join(lines)
-
-
 
 
 def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, **options: Any) -> dict[str, Any]:

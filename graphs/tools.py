@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from roost.errors import RoostError
 
@@ -205,8 +205,8 @@ def calculator_tool() -> BaseTool:
     from langchain_core.tools import tool
 
     @tool
-    def calculator(expression: str) -> str:
-        """Compute an arithmetic expression exactly, e.g. '17 * 23' or '(120 - 15) / 7'."""
+    def calculator(expression: Annotated[str, "the arithmetic to compute, e.g. 17 * 23"]) -> str:
+        """Compute an arithmetic expression exactly."""
         try:
             return str(calculate(expression))
         except CalculatorError as exc:
@@ -220,7 +220,7 @@ def search_tool(search: DocSearch, k: int = 3) -> BaseTool:
     from langchain_core.tools import tool
 
     @tool
-    def search_docs(query: str) -> str:
+    def search_docs(query: Annotated[str, "the key words to look for, e.g. resume a run"]) -> str:
         """Search roost's documentation for passages about the query."""
         hits = search.top_k(query, k)
         return "\n".join(passage.render() for _, passage in hits)

@@ -123,13 +123,15 @@ def supervisor_models(*router_replies: str) -> dict[str, ScriptedChat]:
 
 
 def test_supervisor_routes_to_several_specialists_in_one_run(search: DocSearch) -> None:
-    models = supervisor_models('{"next": "math"}', '{"next": "researcher"}', '{"next": "writer"}')
+    models = supervisor_models('{"next": "math"}', '{"next": "researcher"}')
     graph = supervisor.build(models, search, approval=False)
 
     steps = [next(iter(update)) for update in graph.stream({"question": "What is 12 * 7, and how do runs resume?"},
                                                             stream_mode="updates")]
 
-    assert steps == ["router", "math", "router", "researcher", "router", "writer", "router", "finish"]
+    # After both specialists the only choice left is FINISH: the router is not even asked.
+    assert steps == ["router", "math", "router", "researcher", "router", "writer", "finish"]
+    assert len(models["router"].calls) == 2
     final = models["writer"].calls[0]["messages"][-1].content
     assert "Note from math: 12 * 7 = 84." in final and "Note from researcher" in final
     # The math specialist's calculator call really ran: its result went back to it.
@@ -144,31 +146,31 @@ def test_supervisor_offers_only_specialists_who_have_not_spoken(search: DocSearc
 
     schemas = [c["response_format"]["json_schema"]["schema"] for c in models["router"].calls]
     enums = [schema["properties"]["next"]["enum"] for schema in schemas]
-    assert enums == [["math", "researcher", "writer"], ["researcher", "writer", "FINISH"]]
-    assert [tuple(note) for note in state["notes"]] == [("math", "12 * 7 = 84.")]
-    assert state["answer"] == "12 * 7 = 84." and state["approved"] is True
+    assert enums == [["math", "researcher"], ["researcher", "FINISH"]]
+    assert [who for who, _ in state["notes"]] == ["math", "writer"]
+    assert state["answer"] == "12 times 7 is 84, and a run resumes by its thread id." and state["approved"] is True
     assert state["route_fallbacks"] == 0
 
 
 def test_supervisor_reads_unconstrained_router_replies_defensively(search: DocSearch) -> None:
     # Words instead of JSON, then nothing usable: the run still ends, and both fallbacks are counted.
-    models = supervisor_models("Let the researcher look.", "hmm", '{"next": "FINISH"}')
+    models = supervisor_models("Let the researcher look.", "hmm")
     graph = supervisor.build(models, search, approval=False)
 
     state = graph.invoke({"question": "How do runs resume?"})
 
-    assert [who for who, _ in state["notes"]] == ["researcher", "math"]
+    assert [who for who, _ in state["notes"]] == ["researcher", "math", "writer"]
     assert state["route_fallbacks"] == 2
 
 
 def test_supervisor_run_interrupted_for_approval_resumes_by_thread_id(search: DocSearch, tmp_path: Path) -> None:
     db = tmp_path / "checkpoints.db"
     config = {"configurable": {"thread_id": "run-1"}}
-    models = supervisor_models('{"next": "math"}', '{"next": "writer"}', '{"next": "FINISH"}')
+    models = supervisor_models('{"next": "math"}', '{"next": "FINISH"}')
     with sqlite_checkpointer(db) as saver:
         graph = supervisor.build(models, search, checkpointer=saver)
         paused = graph.invoke({"question": "What is 12 * 7?"}, config)
-    assert "answer" not in paused
+    assert "approved" not in paused
     [pending] = paused["__interrupt__"]
     assert pending.value == {"question": "Publish this answer?",
                              "answer": "12 times 7 is 84, and a run resumes by its thread id."}
@@ -189,7 +191,7 @@ def test_supervisor_run_interrupted_for_approval_resumes_by_thread_id(search: Do
 def test_supervisor_rejected_answer_is_not_approved(search: DocSearch, tmp_path: Path) -> None:
     config = {"configurable": {"thread_id": "run-2"}}
     with sqlite_checkpointer(tmp_path / "c.db") as saver:
-        graph = supervisor.build(supervisor_models('{"next": "writer"}', '{"next": "FINISH"}'), search,
+        graph = supervisor.build(supervisor_models('{"next": "math"}', '{"next": "FINISH"}'), search,
                                  checkpointer=saver)
         graph.invoke({"question": "Say hi"}, config)
         state = graph.invoke(Command(resume=False), config)
@@ -285,7 +287,7 @@ def test_document_search_ranks_by_meaning_with_backend_embeddings(tokenizer: Any
 @pytest.fixture
 def offline_supervisor(monkeypatch: pytest.MonkeyPatch, search: DocSearch) -> dict[str, ScriptedChat]:
     """graphs.supervisor with scripted models and hash embeddings in place of the backend's."""
-    models = supervisor_models('{"next": "math"}', '{"next": "writer"}', '{"next": "FINISH"}')
+    models = supervisor_models('{"next": "math"}', '{"next": "FINISH"}')
     monkeypatch.setattr(supervisor, "chat_models", lambda *args, **kwargs: models)
     monkeypatch.setattr(supervisor, "backend_embeddings", lambda settings: search.embeddings)
     return models

@@ -354,6 +354,27 @@ def test_closing_objects_never_admits_what_the_schema_refuses(tokenizer) -> None
     assert _feed(compile_json_schema(tokenizer, all_of), tokenizer, '{"a": 1, "b": 2}')[0].is_accepting()
 
 
+def test_strict_schemas_refuse_what_cannot_be_enforced_others_ignore_it(tokenizer, caplog) -> None:
+    unique = {"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "integer"},
+                                                       "uniqueItems": True, "maxItems": 3}}}
+    strict = [{"type": "function", "function": {"name": "f", "parameters": unique, "strict": True}}]
+    with pytest.raises(ConstraintError, match=r"tools\[0\] \('f'\): parameters is not a usable.*uniqueItems"):
+        validate_tools(strict)
+    loose = [{"type": "function", "function": {"name": "f", "parameters": unique}}]
+    with caplog.at_level("WARNING", logger="roost.backend.constrain"):
+        validate_tools(loose)
+    assert "not enforced" in caplog.text and "uniqueItems" in caplog.text
+    # Everything else in the loose schema is still enforced.
+    grammar = compile_tool_calls(tokenizer, loose, "required")
+    assert _feed(grammar, tokenizer, '<tool_call>{"name": "f", "arguments": {"ids": [1, 1]}}</tool_call>')[1]
+    assert not _feed(grammar, tokenizer, '<tool_call>{"name": "f", "arguments": {"ids": ["a"]}}</tool_call>')[1]
+    with pytest.raises(ConstraintError, match="uniqueItems"):
+        validate_response_format({"type": "json_schema", "json_schema": {"name": "u", "schema": unique,
+                                                                          "strict": True}})
+    response = validate_response_format({"type": "json_schema", "json_schema": {"name": "u", "schema": unique}})
+    assert response is not None and response.schema == unique and not response.strict
+
+
 def test_no_tools_is_not_an_error() -> None:
     validate_tools(None)
     validate_tools([])

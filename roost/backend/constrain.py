@@ -19,6 +19,14 @@ Objects that list ``properties`` accept no other keys unless the schema says so
 (``additionalProperties``): what the model writes still validates against the
 schema, and a Python function called with ``**arguments`` gets no surprise
 keyword (see ``_closed`` for where this is not done).
+
+A schema marked ``strict`` (OpenAI's flag on a function or a json_schema) must be
+enforced in full: a keyword llguidance cannot enforce (``uniqueItems``, ``not``,
+``if``/``then``, ``contains``, an unknown ``format``...) is refused. Without
+``strict`` such a keyword is ignored, with a warning in the log, and the rest of
+the schema is enforced, like OpenAI's best effort for non-strict schemas. A
+schema that is wrong (an unknown type, a dangling ``$ref``, an unsatisfiable
+``required``) is refused either way.
 """
 
 from __future__ import annotations
@@ -94,11 +102,19 @@ def validate_tool_choice(tool_choice: Any, tools: Any) -> str:
     return function["name"]
 
 
-def validate_response_format(response_format: Any) -> dict[str, Any] | None:
-    """Check an OpenAI ``response_format``; return the JSON schema it asks for, or None for plain text.
+@dataclass(frozen=True)
+class ResponseSchema:
+    """The JSON a ``response_format`` asks for, and whether it is ``strict`` (see the module docstring)."""
+
+    schema: dict[str, Any]
+    strict: bool = False
+
+
+def validate_response_format(response_format: Any) -> ResponseSchema | None:
+    """Check an OpenAI ``response_format``; return the JSON it asks for, or None for plain text.
 
     ``json_object`` gives ``{"type": "object"}`` (any JSON object); ``json_schema``
-    gives its schema (strict or not: both are enforced in full).
+    gives its ``schema`` and ``strict`` flag.
     """
     if response_format is None:
         return None
@@ -106,7 +122,7 @@ def validate_response_format(response_format: Any) -> dict[str, Any] | None:
     if kind == "text":
         return None
     if kind == "json_object":
-        return ANY_OBJECT
+        return ResponseSchema(ANY_OBJECT, strict=True)
     if kind != "json_schema":
         raise ConstraintError("response_format.type must be 'text', 'json_object' or 'json_schema', "
                               f"got {kind!r}")
@@ -117,23 +133,28 @@ def validate_response_format(response_format: Any) -> dict[str, Any] | None:
     if name is not None and (not isinstance(name, str) or not TOOL_NAME.match(name)):
         raise ConstraintError("response_format.json_schema.name must be 1-64 letters, digits, '_' or '-', "
                               f"got {name!r}")
+    strict = spec.get("strict") is True
     schema = spec.get("schema", ANY_OBJECT)
-    _check_schema(schema, "response_format.json_schema.schema")
-    return schema
+    _check_schema(schema, "response_format.json_schema.schema", strict)
+    return ResponseSchema(schema, strict)
 
 
 # ---- compiling ----
 
 
-def compile_json_schema(tokenizer: Any, schema: dict[str, Any] | None) -> Grammar:
-    """A grammar for one JSON value matching ``schema`` (None: any JSON object, for ``json_object``)."""
+def compile_json_schema(tokenizer: Any, schema: dict[str, Any] | None, *, strict: bool = True) -> Grammar:
+    """A grammar for one JSON value matching ``schema`` (None: any JSON object, for ``json_object``).
+
+    ``strict=False`` ignores the keywords llguidance cannot enforce instead of refusing the schema.
+    """
     schema = ANY_OBJECT if schema is None else schema
-    _check_schema(schema, "schema")
-    return _compile(tokenizer, f"start: answer\n{_json_rule('answer', schema)}", "a JSON value matching the schema")
+    _check_schema(schema, "schema", strict)
+    return _compile(tokenizer, f"start: answer\n{_json_rule('answer', schema, strict)}",
+                    "a JSON value matching the schema")
 
 
 def compile_tool_calls(tokenizer: Any, tools: Sequence[dict[str, Any]], tool_choice: Any = "required", *,
-                       parallel_tool_calls: bool = True, response_schema: dict[str, Any] | None = None,
+                       parallel_tool_calls: bool = True, response: ResponseSchema | None = None,
                        ) -> Grammar | None:
     """A grammar for tool calls: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` lines.
 
@@ -144,29 +165,29 @@ def compile_tool_calls(tokenizer: Any, tools: Sequence[dict[str, Any]], tool_cho
             ``"auto"`` (free text without ``<tool_call>``, or text followed by calls) or
             ``"none"`` (returns None: decode freely).
         parallel_tool_calls: allow more than one call, one per line.
-        response_schema: with ``"auto"``, the answer that is not a tool call must be
-            this JSON value instead of free text (``response_format`` together with tools).
+        response: with ``"auto"``, the answer that is not a tool call must be this
+            JSON instead of free text (``response_format`` together with tools).
 
     Raises:
         ConstraintError: for a bad tool list or tool_choice.
     """
     choice = validate_tool_choice(tool_choice, tools)
     if choice == "none":
-        return None if response_schema is None else compile_json_schema(tokenizer, response_schema)
+        return None if response is None else compile_json_schema(tokenizer, response.schema, strict=response.strict)
     specs = _tool_specs(tools)
     if choice not in ("auto", "required"):
         specs = [spec for spec in specs if spec.name == choice]
     repeat = ' ("\\n" call)*' if parallel_tool_calls else ""
     lines = [f'call: "{TOOL_CALL_OPEN}" tool "{TOOL_CALL_CLOSE}"',
              "tool: " + " | ".join(f"tool_{i}" for i in range(len(specs)))]
-    lines += [_json_rule(f"tool_{i}", spec.call_schema) for i, spec in enumerate(specs)]
+    lines += [_json_rule(f"tool_{i}", spec.call_schema, spec.strict) for i, spec in enumerate(specs)]
     if choice != "auto":
         start = f"start: call{repeat}"
         what = "tool calls" if parallel_tool_calls else "one tool call"
-    elif response_schema is not None:
-        _check_schema(response_schema, "response_format.json_schema.schema")
+    elif response is not None:
+        _check_schema(response.schema, "response_format.json_schema.schema", response.strict)
         start = f"start: answer | call{repeat}"
-        lines.append(_json_rule("answer", response_schema))
+        lines.append(_json_rule("answer", response.schema, response.strict))
         what = "a JSON answer or tool calls"
     else:
         # Free text that never contains the call tag, or text that ends at the first tag and goes on as a call.
@@ -189,12 +210,12 @@ def compile_request(tokenizer: Any, *, tools: Sequence[dict[str, Any]] | None = 
     with a JSON ``response_format``, a JSON answer or tool calls. ``none`` or no
     tools: the ``response_format`` alone.
     """
-    schema = validate_response_format(response_format)
+    response = validate_response_format(response_format)
     choice = validate_tool_choice(tool_choice, tools)
     if choice == "none":
-        return None if schema is None else compile_json_schema(tokenizer, schema)
+        return None if response is None else compile_json_schema(tokenizer, response.schema, strict=response.strict)
     return compile_tool_calls(tokenizer, tools or [], tool_choice if tool_choice is not None else choice,
-                              parallel_tool_calls=parallel_tool_calls, response_schema=schema)
+                              parallel_tool_calls=parallel_tool_calls, response=response)
 
 
 class Grammar:
@@ -432,6 +453,7 @@ def _partial_tag_length(text: str) -> int:
 class _ToolSpec:
     name: str
     parameters: dict[str, Any]
+    strict: bool
 
     @property
     def call_schema(self) -> dict[str, Any]:
@@ -467,49 +489,67 @@ def _tool_specs(tools: Any) -> list[_ToolSpec]:
         if parameters.get("type", "object") != "object":
             raise ConstraintError(f"{where}: parameters must describe an object (type 'object'), "
                                   f"got type {parameters.get('type')!r}")
-        _check_schema(parameters, f"{where}: parameters")
-        specs.append(_ToolSpec(name, parameters))
+        strict = function.get("strict") is True
+        _check_schema(parameters, f"{where}: parameters", strict)
+        specs.append(_ToolSpec(name, parameters, strict))
     return specs
 
 
-def _check_schema(schema: Any, where: str) -> None:
-    """Raise ConstraintError if llguidance cannot compile ``schema``; cached by its JSON text."""
+def _check_schema(schema: Any, where: str, strict: bool) -> None:
+    """Raise ConstraintError if ``schema`` cannot be enforced (in full when ``strict``); cached by its JSON text."""
     if not isinstance(schema, dict):
         raise ConstraintError(f"{where} must be a JSON schema object, not {type(schema).__name__}")
     try:
         text = json.dumps(schema)
     except (TypeError, ValueError) as exc:
         raise ConstraintError(f"{where} is not JSON: {exc}") from None
-    error = _schema_error(text)
-    if error:
-        raise ConstraintError(f"{where} is not a usable JSON schema: {error}")
-
-
-def _schema_error(schema_text: str) -> str:
+    key = (text, strict)
     with _LOCK:
-        if schema_text in _SCHEMA_ERRORS:
-            _SCHEMA_ERRORS.move_to_end(schema_text)
-            return _SCHEMA_ERRORS[schema_text]
-    schema = _closed(json.loads(schema_text))
+        known = _SCHEMA_ERRORS.get(key)
+        if known is not None:
+            _SCHEMA_ERRORS.move_to_end(key)
+    if known is None:
+        known = _schema_error(schema, strict)
+        if not known and not strict:
+            for warning in _schema_warnings(schema):
+                logger.warning("%s: not enforced: %s (mark the schema strict to refuse it instead)", where, warning)
+        with _LOCK:
+            _SCHEMA_ERRORS[key] = known
+            while len(_SCHEMA_ERRORS) > CACHE_SIZE:
+                _SCHEMA_ERRORS.popitem(last=False)
+    if known:
+        raise ConstraintError(f"{where} is not a usable JSON schema: {known}")
+
+
+def _schema_error(schema: dict[str, Any], strict: bool) -> str:
+    """llguidance's first error for ``schema`` as roost compiles it, or ""."""
     try:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=JSON_OPTIONS)
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(_closed(schema), overrides=_json_options(strict))
         error = llguidance.LLMatcher.validate_grammar(grammar)
     except ValueError as exc:
         error = str(exc)
     error = error.strip().splitlines()[0] if error.strip() else ""
     if "coerce_one_of" in error:  # llguidance's hint names an option users cannot set here
         error = "oneOf branches that can match the same value are not supported; use anyOf, or make them disjoint"
-    with _LOCK:
-        _SCHEMA_ERRORS[schema_text] = error
-        while len(_SCHEMA_ERRORS) > CACHE_SIZE:
-            _SCHEMA_ERRORS.popitem(last=False)
     return error
 
 
-def _json_rule(rule: str, schema: dict[str, Any]) -> str:
+def _schema_warnings(schema: dict[str, Any]) -> list[str]:
+    """What a non-strict compile of ``schema`` ignores (llguidance's warnings, first lines)."""
+    grammar = llguidance.LLMatcher.grammar_from_json_schema(_closed(schema), overrides=_json_options(False))
+    _is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+    return [message.strip().splitlines()[0] for message in messages if message.strip()]
+
+
+def _json_options(strict: bool) -> dict[str, Any]:
+    # lenient: llguidance ignores the keywords it cannot enforce (and warns) instead of failing.
+    return {**JSON_OPTIONS, "lenient": not strict}
+
+
+def _json_rule(rule: str, schema: dict[str, Any], strict: bool) -> str:
     """A Lark rule embedding a JSON schema, with roost's JSON layout options."""
-    schema = {**_closed(schema), "x-guidance": JSON_OPTIONS}  # a schema's own x-guidance options are not honoured
-    return f"{rule}: %json {json.dumps(schema)}"
+    # A schema's own x-guidance options are replaced: the layout and strictness are roost's.
+    return f"{rule}: %json {json.dumps({**_closed(schema), 'x-guidance': _json_options(strict)})}"
 
 
 def _closed(schema: Any) -> Any:
@@ -554,7 +594,7 @@ def _close(schema: Any) -> Any:
 _LOCK = threading.Lock()
 _TOKENIZERS: dict[int, tuple[Any, Any]] = {}
 _GRAMMARS: OrderedDict[tuple[int, str], Grammar] = OrderedDict()
-_SCHEMA_ERRORS: OrderedDict[str, str] = OrderedDict()
+_SCHEMA_ERRORS: OrderedDict[tuple[str, bool], str] = OrderedDict()
 
 
 def _compile(tokenizer: Any, lark: str, description: str) -> Grammar:

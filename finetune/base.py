@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from finetune.config import TrainConfig
 from roost.config import Settings
 from roost.errors import RoostError, StoreError
 from roost.models import pull, resolve, sha256_file
-from roost.store import Store
+from roost.store import Store, validate_name
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ def resolve_base(spec: str, settings: Settings) -> Base:
 
 def _is_store_name(name: str) -> bool:
     try:
-        from roost.store import validate_name
-
         validate_name(name)
     except StoreError:
         return False
@@ -60,8 +59,6 @@ def _is_store_name(name: str) -> bool:
 
 
 def _weights_digest(folder: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for file in sorted(folder.glob("*.safetensors")):
         digest.update(sha256_file(file).encode())

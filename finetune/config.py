@@ -82,6 +82,9 @@ class DPOConfig(TrainConfig):
     lr: float = Field(5e-5, gt=0, description="Peak learning rate (LoRA default; use about 1e-6 with --full).")
     beta: float = Field(0.1, gt=0, description="Strength of the pull towards the reference model.")
     loss_type: str = Field("sigmoid", description="TRL DPO loss: sigmoid, ipo, hinge, robust, ...")
+    shared_prompt: bool = Field(
+        True, description="Run each pair's prompt once ([prompt, chosen, rejected] in one row) instead of twice."
+    )
     precompute_ref: bool | None = Field(
         None,
         description="Compute the reference log-probs once before training instead of every step; default: only "

@@ -155,7 +155,7 @@ def prepare(path: Path | str, kind: Kind, tokenizer: Any, *, max_length: int, sk
     if prepared.problems and not skip_invalid:
         raise DataError(_describe(prepared))
     if prepared.skipped:
-        logger.warning("%s", prepared.summary())
+        logger.info("%s", prepared.summary())
     if not prepared.rows:
         raise DataError(f"{path}: no valid rows (expected {_EXPECTED[kind]} per line)")
     return prepared

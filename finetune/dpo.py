@@ -69,6 +69,7 @@ def build_trainer(config: DPOConfig, base: Any, tokenizer: Any, rows: list[dict[
     from datasets import Dataset
     from trl import DPOConfig as TRLDPOConfig
 
+    from finetune.collate import SharedPromptCollator
     from finetune.trainers import DPOTrainer
 
     model = load_causal_lm(base, config)
@@ -79,9 +80,12 @@ def build_trainer(config: DPOConfig, base: Any, tokenizer: Any, rows: list[dict[
         max_length=config.max_length,
         precompute_ref_log_probs=_precompute(config, len(rows)),
     )
+    # The packed rows need a 4-D attention mask, which only the SDPA attention takes as given.
+    shared = config.shared_prompt and getattr(model.config, "_attn_implementation", None) == "sdpa"
     return DPOTrainer(
         model=model,
         args=args,
+        data_collator=SharedPromptCollator(tokenizer.pad_token_id) if shared else None,
         train_dataset=Dataset.from_list(rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,

@@ -33,7 +33,10 @@ def add_compact_lm_head(model: Any, *, temperature: float = 1.0, outputs: tuple[
     Call it on the causal LM itself (``peft_model.get_base_model()``), after TRL patched it; other calls go to
     the forward that was there before.
     """
+    import torch
     from trl.trainer.utils import FusedCausalLMOutput
+
+    from finetune.collate import PACKED_KEYS
 
     previous = model.forward
     wanted = set(outputs) | {"log_probs"}
@@ -42,20 +45,34 @@ def add_compact_lm_head(model: Any, *, temperature: float = 1.0, outputs: tuple[
     @functools.wraps(type(model).forward)
     def forward(self: Any, *args: Any, fused_lm_head: bool = False, labels: Any = None, shift_labels: Any = None,
                 num_items_in_batch: Any = None, **kwargs: Any) -> Any:
+        packed = {key: kwargs.pop(key) for key in PACKED_KEYS if key in kwargs}
         if not fused_lm_head:
             extra = {k: v for k, v in (("labels", labels), ("shift_labels", shift_labels),
                                        ("num_items_in_batch", num_items_in_batch)) if v is not None}
             return previous(*args, **kwargs, **extra)
         kwargs["use_cache"] = False
-        hidden = getattr(self, backbone_attr)(*args, **kwargs).last_hidden_state
-        if shift_labels is None:
-            hidden, targets = hidden[:, :-1], labels[:, 1:]
-        else:
-            targets = shift_labels
         lm_head = self.get_output_embeddings()
+        if packed:
+            # DPO pairs packed by finetune.collate: run [prompt, chosen, rejected] rows, score TRL's rows.
+            targets = labels[:, 1:]
+            mask = targets != -100
+            hidden = getattr(self, backbone_attr)(
+                input_ids=packed["packed_input_ids"], attention_mask=packed["packed_attention_mask"],
+                position_ids=packed["packed_position_ids"], use_cache=False,
+            ).last_hidden_state
+            pair = torch.arange(mask.shape[0], device=mask.device).remainder(hidden.shape[0])[:, None]
+            selected = hidden[pair.expand_as(mask)[mask], packed["packed_source"][mask]]
+        else:
+            hidden = getattr(self, backbone_attr)(*args, **kwargs).last_hidden_state
+            if shift_labels is None:
+                hidden, targets = hidden[:, :-1], labels[:, 1:]
+            else:
+                targets = shift_labels
+            mask = targets != -100
+            selected = hidden[mask]
         targets = targets.to(lm_head.weight.device)
-        mask = targets != -100
-        scored = _score(hidden.to(lm_head.weight.device)[mask], lm_head.weight, lm_head.bias, targets[mask],
+        mask = mask.to(lm_head.weight.device)
+        scored = _score(selected.to(lm_head.weight.device), lm_head.weight, lm_head.bias, targets[mask],
                         temperature, wanted)
         per_token = {}
         for key in OUTPUTS:

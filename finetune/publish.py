@@ -13,6 +13,7 @@ from finetune.base import Base
 from finetune.config import TrainConfig
 from finetune.data import Prepared
 from roost.config import Settings
+from roost.errors import StoreError
 from roost.store import Store
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ class Result:
         """How to use the result when no backend picked it up."""
         if self.kind == "base":
             return f"serve it as a base: `roost serve` with an alias whose base = \"{self.name}\""
-        return f"serve it: start `roost serve` and ask for model \"{self.name}\" (or add an alias with adapter = " \
-               f"\"{self.name}\")"
+        return (f"serve it: start `roost serve` and ask for model \"{self.name}\", or give an alias "
+                f"adapter = \"{self.name}\" in roost.toml")
 
 
 def lineage(base: Base, method: str, config: TrainConfig, data: Prepared, eval_data: Prepared | None,
@@ -90,8 +91,6 @@ def save_to_store(model: Any, tokenizer: Any, *, config: TrainConfig, record: di
 
 def check_free(config: TrainConfig, settings: Settings) -> None:
     """Fail before training when the name is taken and --overwrite is not given."""
-    from roost.errors import StoreError
-
     store = Store(settings.home)
     kind = "base" if config.full else "adapter"
     if not config.overwrite and store.get(kind, config.name) is not None:

@@ -24,6 +24,9 @@ from roost.store import Store, validate_name
 
 logger = logging.getLogger(__name__)
 
+# Settings a resumed run may change: they do not alter what is trained.
+_RUN_ONLY = {"resume", "progress", "hot_load", "overwrite", "skip_invalid"}
+
 # Curves drawn in reward.png when the method logs them (GRPO, DPO, reward model).
 REWARD_KEYS = ("reward", "rewards/chosen", "rewards/rejected", "rewards/margins", "accuracy", "margin")
 
@@ -49,6 +52,7 @@ class RunDir:
         if resume:
             if checkpoint is None:
                 raise RoostError(f"--resume: no complete checkpoint in {self.checkpoints}; start without --resume")
+            self._check_same_config(config)
             self._truncate_metrics(_step_of(checkpoint))
             logger.info("resuming from %s", checkpoint)
         else:
@@ -65,6 +69,17 @@ class RunDir:
     def finish(self) -> None:
         """Drop the checkpoints of a run whose result is now in the store; keep metrics and curves."""
         shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+    def _check_same_config(self, config: dict[str, Any]) -> None:
+        """A resumed run must train what the interrupted one trained; only how it runs may change."""
+        file = self.path / "config.json"
+        if not file.is_file():
+            return
+        before = json.loads(file.read_text(encoding="utf-8"))
+        for key, value in config.items():
+            if key not in _RUN_ONLY and key in before and before[key] != value:
+                raise RoostError(f"--resume: {key} was {before[key]!r} in the interrupted run, now {value!r}; "
+                                 "resume with the same settings or start over with --overwrite")
 
     def _truncate_metrics(self, step: int) -> None:
         # Steps logged after the checkpoint will be logged again by the resumed run.

@@ -14,7 +14,6 @@ from typing import Any
 
 import trl
 from transformers import ProgressCallback
-from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from finetune.lmhead import add_compact_lm_head, supports_compact_head
 
@@ -121,8 +120,3 @@ class BarProgress(ProgressCallback):
             shown = {k: f"{v:.4g}" for k, v in logs.items() if k in self._SHOWN and isinstance(v, (int, float))}
             if shown:
                 self.training_bar.set_postfix(shown, refresh=False)
-
-
-def preference_collator(tokenizer: Any) -> Any:
-    """TRL's preference collator (chosen rows first, then rejected, right-padded)."""
-    return DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)

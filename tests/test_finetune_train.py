@@ -162,6 +162,7 @@ def test_resume_after_a_kill_gives_bitwise_equal_weights(settings) -> None:
 def test_dpo_reference_log_probs_are_the_base_models(settings, tiny_model_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     import finetune
     from finetune.base import resolve_base
@@ -191,14 +192,23 @@ def test_dpo_reference_log_probs_are_the_base_models(settings, tiny_model_dir: P
         for name, param in trainer.model.named_parameters():
             if "lora_B" in name:
                 param.normal_(std=0.05)
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    examples = [trainer.train_dataset[i] for i in range(4)]
+    batch = trainer.data_collator(examples)
+    assert "packed_input_ids" in batch  # each prompt runs once, in a [prompt, chosen, rejected] row
     ref = torch.stack(trainer.compute_ref_log_probs(trainer.model, batch))
     torch.testing.assert_close(ref, expected, rtol=0, atol=1e-3)
-    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    with torch.no_grad():
-        policy = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-                               fused_lm_head=True).log_probs.sum(-1)
-    assert (policy - expected.flatten()).abs().max() > 0.1
+
+    def policy_logps(batch: dict[str, Any]) -> Any:
+        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+        inputs = {k: v for k, v in batch.items() if k not in ("completion_mask", "ref_chosen_logps",
+                                                               "ref_rejected_logps")}
+        with torch.no_grad():
+            return trainer.model(**inputs, labels=labels, fused_lm_head=True).log_probs.sum(-1)
+
+    packed = policy_logps(batch)
+    assert (packed - expected.flatten()).abs().max() > 0.1
+    torch.testing.assert_close(packed, policy_logps(DataCollatorForPreference(tokenizer.pad_token_id)(examples)),
+                               rtol=0, atol=1e-4)  # the same scores as TRL's two-rows-per-pair layout
 
     result = finetune.dpo(base="tiny", data=data, name="dpo-tiny", max_steps=2, batch_size=2, dtype="fp32",
                           save_steps=0, progress=False, settings=settings)
@@ -251,40 +261,47 @@ def test_grpo_raises_the_mean_reward(settings, tiny_model_dir: Path) -> None:
     assert Store(settings.home).get("adapter", "grpo-tiny").lineage["method"] == "grpo"
 
 
-def test_cli_sft_writes_a_listed_adapter_and_hot_loads_it(settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi import FastAPI
+def test_cli_sft_hot_loads_into_the_backend_which_serves_the_in_process_greedy_output(
+        settings, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from typer.testing import CliRunner
 
     from finetune.data import sha256_of
+    from roost.backend.app import create_app
+    from roost.backend.transformers_engine import TransformersEngine
     from roost.cli import app
     from tests.servers import uvicorn_thread
 
-    loads: list[dict[str, Any]] = []
-    backend = FastAPI()
-    backend.get("/health")(lambda: {"status": "ok"})
-
-    @backend.post("/v1/load_lora_adapter")
-    def load(body: dict[str, Any]) -> str:
-        loads.append(body)
-        return "Success"
-
     data = write_jsonl(Path("train.jsonl"), sft_rows(8))
-    Path("sft.toml").write_text('base = "tiny"\ndata = "train.jsonl"\nname = "from-file"\nlr = 0.001\n')
+    Path("sft.toml").write_text('base = "tiny"\ndata = "train.jsonl"\nname = "from-file"\nlr = 0.01\n')
     runner = CliRunner()
-    with uvicorn_thread(backend) as url:
+    engine = TransformersEngine(settings, ["tiny"], dtype="float32", max_batch_size=2, threads=1)
+    with uvicorn_thread(create_app(engine, settings)) as url:
         monkeypatch.setenv("ROOST_URL", url)
-        out = runner.invoke(app, ["finetune", "sft", "--config", "sft.toml", "--name", "cli-tiny", "--max-steps", "2",
+        out = runner.invoke(app, ["finetune", "sft", "--config", "sft.toml", "--name", "cli-tiny", "--max-steps", "3",
                                   "--batch-size", "4", "--dtype", "fp32", "--no-progress", "--save-steps", "0"])
-    assert out.exit_code == 0, out.output
+        assert out.exit_code == 0, out.output
+        prompt = sft_rows(1)[0]["prompt"]
+        served = httpx.post(f"{url}/v1/chat/completions", timeout=60, json={
+            "model": "cli-tiny", "messages": prompt, "temperature": 0, "max_tokens": 8}).json()
     assert "wrote adapter 'cli-tiny' (sft on tiny)" in out.output
     assert f'hot-loaded into the backend at {url} as model "cli-tiny"' in out.output
 
     entry = Store(settings.home).get("adapter", "cli-tiny")
-    assert loads == [{"lora_name": "cli-tiny", "lora_path": str(entry.path), "base_model_name": "tiny",
-                      "load_inplace": True}]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                                      str(entry.path))
+    ids = probe_ids(tokenizer)
+    with torch.no_grad():
+        greedy = model.generate(input_ids=ids, max_new_tokens=8, do_sample=False)[0, ids.shape[1]:]
+    assert served["choices"][0]["message"]["content"] == tokenizer.decode(greedy, skip_special_tokens=True)
+
     lineage = entry.lineage
-    assert lineage["data_sha256"] == sha256_of(data) and lineage["config"]["lr"] == 0.001
-    assert lineage["config"]["max_steps"] == 2 and "train_loss" in lineage["metrics"] and lineage["created"]
+    assert lineage["data_sha256"] == sha256_of(data) and lineage["config"]["lr"] == 0.01
+    assert lineage["config"]["max_steps"] == 3 and "train_loss" in lineage["metrics"] and lineage["created"]
     assert json.loads((entry.path / "roost-finetune.json").read_text())["name"] == "cli-tiny"
 
     listed = runner.invoke(app, ["models", "list", "--kind", "adapter"])

@@ -8,16 +8,19 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+import typing
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agents.tools import check_agents, generation_options, model_name
+from agents.tools import args_model, check_agents, generation_options, model_name
 from roost.errors import RoostError
 
 if TYPE_CHECKING:
     from autogen_agentchat.base import TaskResult, Team
     from autogen_core.models import ChatCompletionClient
+    from autogen_core.tools import BaseTool
 
     from roost.config import Settings
 
@@ -61,6 +64,24 @@ def model_clients(target: str, agents: Sequence[str], models: Mapping[str, str] 
         clients[agent] = autogen_client(name, caller=f"{target}/{agent}", settings=settings,
                                         **generation_options(name, settings, options))
     return clients
+
+
+def typed_tool(func: Callable[..., Any]) -> BaseTool:
+    """An AutoGen tool for ``func`` whose argument schema keeps each ``Annotated`` pydantic ``Field``.
+
+    AutoGen's own ``FunctionTool`` keeps only a string description from ``Annotated``;
+    this keeps the patterns and lengths too, which the backend decodes calls under.
+    """
+    from autogen_core.tools import BaseTool
+    from pydantic import BaseModel
+
+    returns = typing.get_type_hints(func).get("return", str)
+
+    class FunctionArgsTool(BaseTool[BaseModel, Any]):
+        async def run(self, args: BaseModel, cancellation_token: Any) -> Any:
+            return func(**args.model_dump())
+
+    return FunctionArgsTool(args_model(func), returns, func.__name__, inspect.getdoc(func) or func.__name__)
 
 
 def as_step(item: Any) -> Step:

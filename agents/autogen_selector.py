@@ -33,6 +33,7 @@ from agents.autogen_common import (
     run_sync,
     run_team,
     tool_errors,
+    typed_tool,
 )
 from agents.tools import check_options, lookup_term
 
@@ -131,7 +132,7 @@ def build(clients: Mapping[str, ChatCompletionClient], *,
         raise ValueError(f"the team needs a model client for {', '.join(missing)}")
     if max_messages < 2:
         raise ValueError(f"max_messages must be at least 2 (the task and one reply), got {max_messages}")
-    researcher = AssistantAgent("researcher", clients["researcher"], tools=[lookup_term],
+    researcher = AssistantAgent("researcher", clients["researcher"], tools=[typed_tool(lookup_term)],
                                 system_message=RESEARCHER_SYSTEM, description=ROLES["researcher"])
     writer = AssistantAgent("writer", clients["writer"], system_message=WRITER_SYSTEM, description=ROLES["writer"])
     critic = AssistantAgent("critic", clients["critic"], system_message=CRITIC_SYSTEM, description=ROLES["critic"])

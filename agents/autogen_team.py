@@ -26,6 +26,7 @@ from agents.autogen_common import (
     run_sync,
     run_team,
     tool_errors,
+    typed_tool,
 )
 from agents.tools import check_options, count_words
 
@@ -56,7 +57,7 @@ def build(clients: Mapping[str, ChatCompletionClient], *, max_messages: int = MA
     if max_messages < 2:
         raise ValueError(f"max_messages must be at least 2 (the task and one reply), got {max_messages}")
     # reflect_on_tool_use: after count_words answers, the writer still owes the paragraph itself.
-    writer = AssistantAgent("writer", clients["writer"], tools=[count_words], system_message=WRITER_SYSTEM,
+    writer = AssistantAgent("writer", clients["writer"], tools=[typed_tool(count_words)], system_message=WRITER_SYSTEM,
                             reflect_on_tool_use=True, description="Writes and rewrites the paragraph.")
     critic = AssistantAgent("critic", clients["critic"], system_message=CRITIC_SYSTEM,
                             description=f"Reviews the paragraph and says {APPROVE} or what to fix.")

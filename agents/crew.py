@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agents.tools import check_agents, check_options, generation_options, lookup_term, model_name
+from agents.tools import args_model, check_agents, check_options, generation_options, lookup_term, model_name
 from roost.errors import RoostError
 
 if TYPE_CHECKING:
@@ -82,15 +83,26 @@ def local_memory(llm: BaseLLM, settings: Settings | None = None, path: Path | No
     return Memory(llm=llm, storage=str(path), embedder=embedder_config(settings))
 
 
+def crew_tool(func: Callable[..., Any]) -> Any:
+    """A CrewAI tool for ``func`` with its full argument schema (see :func:`agents.tools.args_model`)."""
+    from crewai.tools import BaseTool
+
+    class FunctionArgsTool(BaseTool):
+        def _run(self, **kwargs: Any) -> Any:
+            return func(**kwargs)
+
+    return FunctionArgsTool(name=func.__name__, description=inspect.getdoc(func) or func.__name__,
+                            args_schema=args_model(func))
+
+
 def build(llms: Mapping[str, BaseLLM], *, memory: Memory | None = None) -> Crew:
     """The crew over ``llms["researcher"]`` and ``llms["writer"]``; ``memory`` is shared by both agents."""
     from crewai import Agent, Crew, Process, Task
-    from crewai.tools import tool
 
     missing = [a for a in AGENTS if a not in llms]
     if missing:
         raise ValueError(f"the crew needs an LLM for {', '.join(missing)}")
-    lookup = tool("lookup_term")(lookup_term)
+    lookup = crew_tool(lookup_term)
     # max_iter bounds each agent's think/act loop: a small model that never settles still finishes.
     researcher = Agent(role="Researcher", goal="Find what roost's glossary says about {topic}.",
                        backstory="You check facts in roost's glossary before anything is written.",

@@ -8,8 +8,11 @@ the type hints, and the backend decodes every call's arguments under that schema
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, Field, create_model
 
 from roost.errors import RoostError
 
@@ -29,7 +32,14 @@ GLOSSARY = {
 }
 
 
-def lookup_term(term: str) -> str:
+# Argument schemas the backend decodes tool calls under: a 135M model free to write any string writes "" or
+# punctuation; held to letters it writes a term (see graphs/tools.py for the measurement).
+TERM = Field(description="the roost term, e.g. adapter", pattern=r"^[A-Za-z][A-Za-z -]*$", min_length=2,
+             max_length=40)
+TEXT = Field(description="the draft to count", min_length=1)
+
+
+def lookup_term(term: Annotated[str, TERM]) -> str:
     """Look a roost term up in the glossary (adapter, alias, backend, base, caller tag, checkpoint, ...)."""
     key = " ".join(re.sub(r"[^a-z ]", " ", term.lower()).split())
     for candidate in (key, key.removesuffix("s")):
@@ -41,7 +51,7 @@ def lookup_term(term: str) -> str:
     return f"'{term}' is not in the glossary; known terms: {', '.join(GLOSSARY)}"
 
 
-def count_words(text: str) -> int:
+def count_words(text: Annotated[str, TEXT]) -> int:
     """Count the words in a text, to check a draft against a word limit."""
     return len(text.split())
 
@@ -53,6 +63,18 @@ The backend's own default is temperature 1.0 and up to 1024 new tokens: a 135M m
 then rambles for a minute per call on 2 CPU cores. At 0.2 it stays on topic and
 192 tokens hold a paragraph.
 """
+
+
+def args_model(func: Callable[..., Any]) -> type[BaseModel]:
+    """A pydantic model of ``func``'s arguments that keeps each ``Annotated`` ``Field`` (pattern, lengths).
+
+    The frameworks' own function wrappers drop those constraints (AutoGen keeps only a
+    description) or cannot resolve postponed annotations (CrewAI); this model gives
+    each of them the full schema, which the backend then decodes calls under.
+    """
+    hints = typing.get_type_hints(func, include_extras=True)
+    hints.pop("return", None)
+    return create_model(f"{func.__name__}_args", **{name: (hint, ...) for name, hint in hints.items()})
 
 
 def model_name(agent: str, models: Mapping[str, str] | None, settings: Settings, model: str | None = None) -> str:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+from pydantic import Field
+
 from roost.errors import RoostError
 
 if TYPE_CHECKING:
@@ -199,13 +201,19 @@ def backend_embeddings(settings: Settings | None = None) -> Embeddings:
 
 # tools ------------------------------------------------------------------------------
 
+# The tools' argument schemas carry these patterns, and the backend decodes every call under its schema: a 135M
+# model then writes "12 * 7" where, free to write any string, it wrote "" or "][" (measured on SmolLM2-135M).
+EXPRESSION_PATTERN = r"^[-+(0-9.][-+*/%^(). 0-9]*$"
+QUERY_PATTERN = r"^[A-Za-z][A-Za-z0-9 ,.'?-]*$"
+
 
 def calculator_tool() -> BaseTool:
     """The calculator as a LangChain tool; a bad expression comes back to the model as the tool's answer."""
     from langchain_core.tools import tool
 
     @tool
-    def calculator(expression: Annotated[str, "the arithmetic to compute, e.g. 17 * 23"]) -> str:
+    def calculator(expression: Annotated[str, Field(description="the arithmetic to compute, e.g. 17 * 23",
+                                                    pattern=EXPRESSION_PATTERN, min_length=1, max_length=80)]) -> str:
         """Compute an arithmetic expression exactly."""
         try:
             return str(calculate(expression))
@@ -220,7 +228,8 @@ def search_tool(search: DocSearch, k: int = 3) -> BaseTool:
     from langchain_core.tools import tool
 
     @tool
-    def search_docs(query: Annotated[str, "the key words to look for, e.g. resume a run"]) -> str:
+    def search_docs(query: Annotated[str, Field(description="the key words to look for, e.g. resume a run",
+                                                pattern=QUERY_PATTERN, min_length=3, max_length=80)]) -> str:
         """Search roost's documentation for passages about the query."""
         hits = search.top_k(query, k)
         return "\n".join(passage.render() for _, passage in hits)

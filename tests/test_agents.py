@@ -21,6 +21,18 @@ def test_lookup_term_finds_terms_and_lists_the_known_ones() -> None:
     assert count_words("one two  three\nfour") == 4
 
 
+def test_tool_schemas_keep_their_argument_constraints_in_every_framework() -> None:
+    from agents.autogen_common import typed_tool
+    from agents.crew import crew_tool, require_crewai
+
+    require_crewai()
+    term = typed_tool(lookup_term).schema["parameters"]["properties"]["term"]
+    assert term["pattern"] == "^[A-Za-z][A-Za-z -]*$" and term["maxLength"] == 40
+    crew_lookup = crew_tool(lookup_term)
+    assert crew_lookup.args_schema.model_json_schema()["properties"]["term"]["pattern"] == term["pattern"]
+    assert crew_lookup.run(term="adapters").startswith("adapter: A LoRA fine-tune")
+
+
 # AutoGen -----------------------------------------------------------------------------------
 
 autogen = pytest.importorskip("autogen_agentchat")

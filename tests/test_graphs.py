@@ -22,7 +22,14 @@ from langgraph.types import Command  # noqa: E402
 
 from graphs import react, supervisor, translate  # noqa: E402
 from graphs.runtime import as_decision, model_name, pick_choice, sqlite_checkpointer  # noqa: E402
-from graphs.tools import DOCS_DIR, CalculatorError, DocSearch, calculate, calculator_tool  # noqa: E402
+from graphs.tools import (  # noqa: E402
+    DOCS_DIR,
+    EXPRESSION_PATTERN,
+    CalculatorError,
+    DocSearch,
+    calculate,
+    calculator_tool,
+)
 from roost.config import load_settings  # noqa: E402
 from roost.errors import RoostError  # noqa: E402
 
@@ -78,7 +85,15 @@ def test_calculator_refuses_what_is_not_arithmetic(expression: str, reason: str)
 def test_calculator_tool_returns_errors_to_the_model() -> None:
     tool = calculator_tool()
     assert tool.invoke({"expression": "6 * 7"}) == "42"
-    assert tool.invoke({"expression": "os.getcwd()"}).startswith("error: ")
+    assert tool.invoke({"expression": "1 / 0"}) == "error: '1 / 0' divides by zero"
+    # The argument's schema admits only arithmetic characters: the backend decodes calls under it, and a call
+    # that breaks it anyway comes back to the model as an error instead of reaching the calculator.
+    schema = tool.tool_call_schema.model_json_schema()["properties"]["expression"]
+    assert schema["pattern"] == EXPRESSION_PATTERN and schema["minLength"] == 1
+    model = scripted(tool_call("calculator", expression="os.getcwd()"), "I cannot.")
+    messages = react.build(model, [tool]).invoke({"messages": [("user", "Where am I?")]})["messages"]
+    [result] = [m for m in messages if m.type == "tool"]
+    assert result.status == "error" and "expression" in result.content
 
 
 # the ReAct agent ---------------------------------------------------------------------------

@@ -38,8 +38,8 @@ OnStep = Callable[[dict[str, Any]], None]
 
 
 def build(model: BaseChatModel, tools: Sequence[BaseTool], *, system: str = SYSTEM, require_tool: bool = True,
-          max_tool_rounds: int = MAX_TOOL_ROUNDS, checkpointer: BaseCheckpointSaver | None = None,
-          name: str = "react") -> CompiledStateGraph:
+          max_tool_rounds: int = MAX_TOOL_ROUNDS, stop_after_tools: bool = False,
+          checkpointer: BaseCheckpointSaver | None = None, name: str = "react") -> CompiledStateGraph:
     """Compile the ReAct loop for ``model`` with ``tools``.
 
     Args:
@@ -48,6 +48,8 @@ def build(model: BaseChatModel, tools: Sequence[BaseTool], *, system: str = SYST
         system: the system message put before the conversation on every step.
         require_tool: make the first step call a tool.
         max_tool_rounds: tool rounds before the tools are switched off and the model must answer.
+        stop_after_tools: end as soon as the tools have answered, with their results as the last messages
+            (for an agent whose caller wants the facts, not the model's retelling of them).
         checkpointer: saves each step, so that a run can be resumed by its thread id.
         name: the graph's name in streamed events.
     """
@@ -79,7 +81,7 @@ def build(model: BaseChatModel, tools: Sequence[BaseTool], *, system: str = SYST
     graph.add_node("tools", ToolNode(list(tools)))
     graph.add_edge(START, "agent")
     graph.add_conditional_edges("agent", tools_condition, {"tools": "tools", END: END})
-    graph.add_edge("tools", "agent")
+    graph.add_edge("tools", END if stop_after_tools else "agent")
     return graph.compile(checkpointer=checkpointer, name=name)
 
 

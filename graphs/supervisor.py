@@ -13,8 +13,10 @@ notes into the answer. The router's choice is structured output, JSON
   ends after at most one turn per specialist;
 - ``FINISH`` is offered only once a specialist has answered.
 
-Each specialist makes one tool call, then answers from its result: a 135M model
-given more rounds repeats the call instead of answering.
+Each specialist is one model call that must call its tool; its note is the call
+and the tool's answer (``calculator(12 * 7) -> 84``). Asked to restate a tool's
+answer, a 135M model mostly copies it, at ~10 s a call here; the writer does
+the one restating.
 
 Before the answer is published the graph stops at a human-in-the-loop
 interrupt (``approve``); resume it with ``Command(resume=True|False)`` on the
@@ -80,10 +82,8 @@ ROUTER_SYSTEM = (
     "a writer then answers it. "
     'Reply with JSON only: {{"next": "<one of {choices}>"}}.'
 )
-MATH_SYSTEM = ("You are the math specialist. Call the calculator with the arithmetic expression from the question, "
-               "then state the result in one sentence.")
-RESEARCHER_SYSTEM = ("You are the researcher. Call search_docs with the key words of the question, then state "
-                     "what the passages say about it in two sentences.")
+MATH_SYSTEM = "You are the math specialist. Call the calculator with the arithmetic expression from the question."
+RESEARCHER_SYSTEM = "You are the researcher. Call search_docs with the key words of the question."
 WRITER_SYSTEM = "You are the writer. Using the notes, answer the question in two or three clear sentences."
 
 
@@ -118,10 +118,10 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
         raise ValueError(f"the supervisor needs a model for {', '.join(missing)}")
     if approval and checkpointer is None:
         raise ValueError("a human-approval step needs a checkpointer to pause and resume the run")
-    math_agent = react.build(models["math"], [calculator_tool()], system=MATH_SYSTEM, max_tool_rounds=1,
+    math_agent = react.build(models["math"], [calculator_tool()], system=MATH_SYSTEM, stop_after_tools=True,
                              name="math")
     researcher_agent = react.build(models["researcher"], [search_tool(search)], system=RESEARCHER_SYSTEM,
-                                   max_tool_rounds=1, name="researcher")
+                                   stop_after_tools=True, name="researcher")
 
     def route(state: SupervisorState) -> dict[str, Any]:
         spoken = {who for who, _ in state.get("notes", [])}
@@ -141,8 +141,14 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
         return {"next": choice, "route_fallbacks": int(not exact)}
 
     def run_react(agent: CompiledStateGraph, name: str, state: SupervisorState) -> dict[str, Any]:
-        result = agent.invoke({"messages": [HumanMessage(_brief(state))]})
-        return {"notes": [(name, str(result["messages"][-1].content).strip())]}
+        messages = agent.invoke({"messages": [HumanMessage(_brief(state))]})["messages"]
+        results = {m.tool_call_id: m.content for m in messages if m.type == "tool"}
+        calls = [c for m in messages if m.type == "ai" for c in m.tool_calls]
+        if not calls:  # a model that answered without its tool: its words are the note
+            return {"notes": [(name, str(messages[-1].content).strip())]}
+        note = "; ".join(f"{c['name']}({', '.join(map(str, c['args'].values()))}) -> {results.get(c['id'], '')}"
+                         for c in calls)
+        return {"notes": [(name, note)]}
 
     def math(state: SupervisorState) -> dict[str, Any]:
         return run_react(math_agent, "math", state)

@@ -13,9 +13,13 @@ Two parts:
   mask computation plus application, against one bf16 decode step of the default
   model at batch 1 and 16, and the throughput fraction that predicts at
   concurrency 16.
+* ``--engine``: the transformers engine at concurrency 16, waves of requests with
+  and without a grammar, alternating, in output tokens per second.
 
-Run: ``.venv/bin/python benchmarks/constrain_overhead.py [--compare] [--overhead] [--model DIR]``
-(the comparison needs the libraries installed; roost keeps only llguidance).
+Run: ``.venv/bin/python benchmarks/constrain_overhead.py [--compare] [--overhead] [--engine] [--model DIR]``
+(the comparison needs the libraries: ``.venv/bin/pip install outlines-core lm-format-enforcer`` and
+``.venv/bin/pip install --no-deps xgrammar apache-tvm-ffi``, skipping the GPU compiler triton that
+xgrammar requires on Linux; roost itself keeps only llguidance).
 """
 
 from __future__ import annotations
@@ -517,20 +521,23 @@ def engine_throughput(args: argparse.Namespace) -> None:
                     async with gate:
                         return await one(i, constrained)
 
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 counts = await asyncio.gather(*(gated(i) for i in range(args.requests)))
-                return sum(counts) / (time.perf_counter() - start)
+                return sum(counts) / (time.perf_counter() - start), sum(counts) / (time.process_time() - cpu)
 
             await wave(False)  # warm-up
-            rates: dict[bool, list[float]] = {False: [], True: []}
+            rates: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
             for _ in range(args.rounds):  # alternate, so that load from elsewhere hits both alike
                 for constrained in (False, True):
                     rates[constrained].append(await wave(constrained))
-            plain, constrained = statistics.median(rates[False]), statistics.median(rates[True])
-            print(f"engine, concurrency {args.concurrency}, {args.requests} requests x {args.tokens} tokens: "
-                  f"unconstrained {plain:.1f} tok/s {[round(r, 1) for r in rates[False]]}, "
-                  f"constrained {constrained:.1f} tok/s {[round(r, 1) for r in rates[True]]} "
-                  f"-> {constrained / plain:.1%} of unconstrained")
+            # Tokens per CPU-second of this process moves less than wall time when other work shares the cores.
+            for label, index in (("wall", 0), ("CPU", 1)):
+                plain = statistics.median(r[index] for r in rates[False])
+                constrained = statistics.median(r[index] for r in rates[True])
+                print(f"engine, concurrency {args.concurrency}, {args.requests} requests x {args.tokens} tokens, "
+                      f"tokens per {label} second: unconstrained {plain:.1f} "
+                      f"{[round(r[index], 1) for r in rates[False]]}, constrained {constrained:.1f} "
+                      f"{[round(r[index], 1) for r in rates[True]]} -> {constrained / plain:.1%} of unconstrained")
         finally:
             await engine.stop()
 

@@ -43,11 +43,13 @@ class _FinetuneCommands(TyperGroup):
     def get_command(self, ctx: Any, name: str) -> Any:
         if name not in self.names:
             return None
-        try:
-            from finetune.cli import build_app
-        except ImportError as exc:
-            _fail(f"`roost finetune` needs the finetune extra: pip install 'roost[finetune]' ({exc})")
-        return typer.main.get_command(build_app(_finetune_run)).get_command(ctx, name)
+        if not hasattr(self, "_built"):
+            try:
+                from finetune.cli import build_app
+            except ImportError as exc:
+                _fail(f"`roost finetune` needs the finetune extra: pip install 'roost[finetune]' ({exc})")
+            self._built = typer.main.get_command(build_app(_finetune_run))
+        return self._built.get_command(ctx, name)
 
 
 finetune_app = typer.Typer(cls=_FinetuneCommands, no_args_is_help=True,

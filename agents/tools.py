@@ -36,7 +36,7 @@ GLOSSARY = {
 # punctuation; held to letters it writes a term (see graphs/tools.py for the measurement).
 TERM = Field(description="the roost term, e.g. adapter", pattern=r"^[A-Za-z][A-Za-z -]*$", min_length=2,
              max_length=40)
-TEXT = Field(description="the draft to count", min_length=1)
+TEXT = Field(description="the draft to count", min_length=1, max_length=240)  # a call stays under ~90 tokens
 
 
 def lookup_term(term: Annotated[str, TERM]) -> str:

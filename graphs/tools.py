@@ -203,8 +203,11 @@ def backend_embeddings(settings: Settings | None = None) -> Embeddings:
 
 # The tools' argument schemas carry these patterns, and the backend decodes every call under its schema: a 135M
 # model then writes "12 * 7" where, free to write any string, it wrote "" or "][" (measured on SmolLM2-135M).
+# maxLength keeps a whole call (~25 tokens of JSON around the argument) inside a 96-token reply, so a model
+# that loops on "A.B.C." still closes its call instead of being cut off mid-string.
 EXPRESSION_PATTERN = r"^[-+(0-9.][-+*/%^(). 0-9]*$"
-QUERY_PATTERN = r"^[A-Za-z][A-Za-z0-9 ,.'?-]*$"
+QUERY_PATTERN = r"^[A-Za-z][A-Za-z0-9 '-]*$"
+ARGUMENT_MAX_CHARS = 40
 
 
 def calculator_tool() -> BaseTool:
@@ -213,7 +216,8 @@ def calculator_tool() -> BaseTool:
 
     @tool
     def calculator(expression: Annotated[str, Field(description="the arithmetic to compute, e.g. 17 * 23",
-                                                    pattern=EXPRESSION_PATTERN, min_length=1, max_length=80)]) -> str:
+                                                    pattern=EXPRESSION_PATTERN, min_length=1,
+                                                    max_length=ARGUMENT_MAX_CHARS)]) -> str:
         """Compute an arithmetic expression exactly."""
         try:
             return str(calculate(expression))
@@ -229,7 +233,8 @@ def search_tool(search: DocSearch, k: int = 3) -> BaseTool:
 
     @tool
     def search_docs(query: Annotated[str, Field(description="the key words to look for, e.g. resume a run",
-                                                pattern=QUERY_PATTERN, min_length=3, max_length=80)]) -> str:
+                                                pattern=QUERY_PATTERN, min_length=3,
+                                                max_length=ARGUMENT_MAX_CHARS)]) -> str:
         """Search roost's documentation for passages about the query."""
         hits = search.top_k(query, k)
         return "\n".join(passage.render() for _, passage in hits)

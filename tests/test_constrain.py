@@ -249,6 +249,16 @@ def test_extra_keys_are_refused_unless_the_schema_allows_them(tokenizer) -> None
     assert _feed(open_, tokenizer, '{"a": 1, "b": 2}')[0].is_accepting()
 
 
+def test_unbounded_integers_stop_at_sixteen_digits(tokenizer) -> None:
+    """A model repeating a digit must end the number: bounded to JSON's safe integers, 2**53 - 1."""
+    grammar = compile_json_schema(tokenizer, {"type": "object", "properties": {"n": {"type": "integer"}}})
+    assert _feed(grammar, tokenizer, '{"n": -9007199254740991}')[0].is_terminated()
+    assert not _feed(grammar, tokenizer, '{"n": 11111111111111111')[1]
+    wide = compile_json_schema(tokenizer, {"type": "object", "properties": {"n": {"type": "integer",
+                                                                                  "maximum": 10**18}}})
+    assert _feed(wide, tokenizer, '{"n": 11111111111111111}')[0].is_terminated()
+
+
 def test_mask_handles_other_dtypes_and_a_padded_vocabulary(tokenizer) -> None:
     grammar = compile_json_schema(tokenizer, None)
     reference = torch.zeros(len(tokenizer))

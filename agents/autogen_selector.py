@@ -5,10 +5,11 @@ the answer, the critic approves it or asks for a fix. AutoGen's own selector
 asks the model to *mention* a name and retries when it does not, which a 135M
 model often fails. Here the choice is structured output instead: the selector
 client is asked for JSON ``{"next": NAME}`` under a JSON schema whose enum holds
-the agents other than the last speaker, so a constrained backend always returns
-a valid name. A reply that is not that JSON is read defensively (the first
-allowed name it mentions, else the next agent in order); those fallbacks are
-counted in the result.
+the agents other than the last speaker (and no critic before the writer has
+written), so a constrained backend always returns a valid name; when only one
+agent is allowed, nobody is asked. A reply that is not that JSON is read
+defensively (the first allowed name it mentions, else the next agent in order);
+those fallbacks are counted in the result.
 
 Example:
     >>> from agents import autogen_selector
@@ -54,6 +55,8 @@ ROLES = {
     "writer": "writes the answer from what the researcher found",
     "critic": f"checks the writer's answer and says {APPROVE} or what to fix",
 }
+REQUIRES = {"critic": ("writer",)}
+"""Who must have spoken before an agent may be picked."""
 SELECTOR_SYSTEM = (
     "You choose who speaks next in a team: {roles}. Usually the researcher goes first, then the writer, then the "
     'critic. Reply with JSON only: {{"next": "<one of {choices}>"}}.'
@@ -82,8 +85,13 @@ class Selector:
         """The next speaker for the conversation so far."""
         from autogen_core.models import SystemMessage, UserMessage
 
-        previous = next((m.source for m in reversed(thread) if getattr(m, "source", None) in self.speakers), None)
-        allowed = [s for s in self.speakers if s != previous]
+        spoken = [m.source for m in thread if getattr(m, "source", None) in self.speakers]
+        previous = spoken[-1] if spoken else None
+        # Never the last speaker again, and no critic before there is a draft to criticise.
+        allowed = [s for s in self.speakers if s != previous and all(r in spoken for r in REQUIRES.get(s, ()))]
+        if len(allowed) == 1:
+            self.choices.append(allowed[0])
+            return allowed[0]
         schema = {"type": "object", "properties": {"next": {"type": "string", "enum": allowed}},
                   "required": ["next"], "additionalProperties": False}
         response_format = {"type": "json_schema", "json_schema": {"name": "speaker", "schema": schema, "strict": True}}

@@ -71,8 +71,10 @@ class TrainConfig(_Config):
 class SFTConfig(TrainConfig):
     """Supervised fine-tuning on conversational (``messages``) or prompt-completion rows; loss on completions only."""
 
+    # Measured on 2 CPU cores, batch 8 of ~100-token rows: padding-free 97.6 s vs padded 94.3 s for 4 steps. The
+    # block-diagonal mask over the concatenated batch costs what the padding saved, and grows with its square.
     padding_free: bool = Field(
-        True, description="Concatenate each batch into one row without padding (no compute spent on pad tokens)."
+        False, description="Concatenate each batch into one row without padding (attention kept per row by the mask)."
     )
 
 

@@ -66,6 +66,57 @@ def model_clients(target: str, agents: Sequence[str], models: Mapping[str, str] 
     return clients
 
 
+def tools_required(client: ChatCompletionClient) -> ChatCompletionClient:
+    """``client``, but every call that offers tools asks for a tool call (``tool_choice="required"``).
+
+    AssistantAgent always sends ``auto``, and a 135M model given the choice mostly
+    answers from memory. With the default ``max_tool_iterations=1`` and no reflection,
+    such an agent's turn is exactly one tool call, whose result is its message.
+    """
+    from autogen_core.models import ChatCompletionClient
+
+    class RequiredToolsClient(ChatCompletionClient):
+        def __init__(self, inner: ChatCompletionClient) -> None:
+            self.inner = inner
+
+        async def create(self, messages: Sequence[Any], *, tools: Sequence[Any] = (), tool_choice: Any = "auto",
+                         **kwargs: Any) -> Any:
+            if tools and tool_choice == "auto":
+                tool_choice = "required"
+            return await self.inner.create(messages, tools=tools, tool_choice=tool_choice, **kwargs)
+
+        def create_stream(self, messages: Sequence[Any], *, tools: Sequence[Any] = (), tool_choice: Any = "auto",
+                          **kwargs: Any) -> Any:
+            if tools and tool_choice == "auto":
+                tool_choice = "required"
+            return self.inner.create_stream(messages, tools=tools, tool_choice=tool_choice, **kwargs)
+
+        async def close(self) -> None:
+            await self.inner.close()
+
+        def actual_usage(self) -> Any:
+            return self.inner.actual_usage()
+
+        def total_usage(self) -> Any:
+            return self.inner.total_usage()
+
+        def count_tokens(self, messages: Sequence[Any], **kwargs: Any) -> int:
+            return self.inner.count_tokens(messages, **kwargs)
+
+        def remaining_tokens(self, messages: Sequence[Any], **kwargs: Any) -> int:
+            return self.inner.remaining_tokens(messages, **kwargs)
+
+        @property
+        def capabilities(self) -> Any:
+            return self.inner.capabilities
+
+        @property
+        def model_info(self) -> Any:
+            return self.inner.model_info
+
+    return RequiredToolsClient(client)
+
+
 def typed_tool(func: Callable[..., Any]) -> BaseTool:
     """An AutoGen tool for ``func`` whose argument schema keeps each ``Annotated`` pydantic ``Field``.
 

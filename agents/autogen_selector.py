@@ -34,6 +34,7 @@ from agents.autogen_common import (
     run_sync,
     run_team,
     tool_errors,
+    tools_required,
     typed_tool,
 )
 from agents.tools import check_options, lookup_term
@@ -140,7 +141,8 @@ def build(clients: Mapping[str, ChatCompletionClient], *,
         raise ValueError(f"the team needs a model client for {', '.join(missing)}")
     if max_messages < 2:
         raise ValueError(f"max_messages must be at least 2 (the task and one reply), got {max_messages}")
-    researcher = AssistantAgent("researcher", clients["researcher"], tools=[typed_tool(lookup_term)],
+    # One required lookup per turn: the researcher's message is the glossary's answer itself.
+    researcher = AssistantAgent("researcher", tools_required(clients["researcher"]), tools=[typed_tool(lookup_term)],
                                 system_message=RESEARCHER_SYSTEM, description=ROLES["researcher"])
     writer = AssistantAgent("writer", clients["writer"], system_message=WRITER_SYSTEM, description=ROLES["writer"])
     critic = AssistantAgent("critic", clients["critic"], system_message=CRITIC_SYSTEM, description=ROLES["critic"])

@@ -46,6 +46,22 @@ def replay(*replies: Any) -> Any:
     return ReplayChatCompletionClient(list(replies), model_info=info)
 
 
+def recording_replay(*replies: Any) -> Any:
+    """A replay client that also records the tool_choice of each call."""
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    class Recording(ReplayChatCompletionClient):
+        tool_choices: list[Any] = []
+
+        async def create(self, messages: Any, *, tool_choice: Any = "auto", **kwargs: Any) -> Any:
+            self.tool_choices.append(tool_choice)
+            return await super().create(messages, tool_choice=tool_choice, **kwargs)
+
+    client = Recording(list(replies), model_info=replay().model_info)
+    client.tool_choices = []
+    return client
+
+
 def function_call(name: str, arguments: str) -> Any:
     from autogen_core import FunctionCall
     from autogen_core.models import CreateResult, RequestUsage
@@ -126,7 +142,7 @@ async def test_autogen_selector_picks_speakers_from_structured_output() -> None:
 
     clients = {
         "selector": replay('{"next": "researcher"}', '{"next": "critic"}'),
-        "researcher": replay(function_call("lookup_term", '{"term": "caller tag"}')),
+        "researcher": recording_replay(function_call("lookup_term", '{"term": "caller tag"}')),
         "writer": replay("A caller tag names the agent that made a call."),
         "critic": replay("APPROVE"),
     }
@@ -137,6 +153,7 @@ async def test_autogen_selector_picks_speakers_from_structured_output() -> None:
     assert result["speakers"] == ["researcher", "writer", "critic"]
     assert result["selector_fallbacks"] == 0 and result["approved"] is True
     assert any(s["kind"] == "tool_summary" and "X-Roost-Caller" in s["output"] for s in steps)
+    assert clients["researcher"].tool_choices == ["required"]  # AssistantAgent sends "auto"; the wrapper insists
     # The enum leaves out the last speaker, and the critic until there is a draft; after the researcher only the
     # writer is left, and the selector model is not asked at all.
     enums = [c["extra_create_args"]["response_format"]["json_schema"]["schema"]["properties"]["next"]["enum"]

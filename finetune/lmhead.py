@@ -21,9 +21,9 @@ CHUNK_TOKENS = 1024
 
 
 def supports_compact_head(model: Any) -> bool:
-    """True for plain causal LMs: no logit soft-capping or scaling, which this head does not apply."""
+    """True for plain causal LMs: no logit soft-capping or scaling and no MoE router loss, which this head omits."""
     config = model.config.get_text_config()
-    return all(getattr(config, key, None) in (None, 1.0) for key in
+    return not hasattr(config, "output_router_logits") and all(getattr(config, key, None) in (None, 1.0) for key in
                ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling"))
 
 

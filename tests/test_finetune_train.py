@@ -159,6 +159,26 @@ def test_resume_after_a_kill_gives_bitwise_equal_weights(settings) -> None:
     assert steps == [1, 2, 3, 4]
 
 
+def test_a_checkpoint_cut_short_is_never_taken_for_a_complete_one(settings, monkeypatch) -> None:
+    from transformers import Trainer
+
+    import finetune
+
+    def crash(self: Any, output_dir: str) -> None:  # dies after the weights and optimizer, before the RNG state
+        raise Killed()
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", crash)
+    data = write_jsonl(Path("train.jsonl"), sft_rows(4))
+    with pytest.raises(Killed):
+        finetune.sft(base="tiny", data=data, name="cut", max_steps=2, batch_size=2, dtype="fp32", save_steps=1,
+                     progress=False, settings=settings)
+    checkpoints = Store(settings.home).runs_dir / "cut" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == [".partial"]
+    with pytest.raises(RoostError, match="--resume: no complete checkpoint"):
+        finetune.sft(base="tiny", data=data, name="cut", max_steps=2, batch_size=2, dtype="fp32", save_steps=1,
+                     progress=False, settings=settings, resume=True)
+
+
 def test_dpo_reference_log_probs_are_the_base_models(settings, tiny_model_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -342,6 +342,9 @@ def test_cli_bad_data_fails_with_file_line_rule_and_writes_nothing(settings) -> 
     assert "error: bad.jsonl:2: last-not-assistant:" in out.output
     assert Store(settings.home).list("adapter") == [] and not (Store(settings.home).runs_dir / "bad").exists()
 
+    recipe = CliRunner().invoke(app, ["finetune", "recipe", "sft-then-dpo", "--base", "tiny"])
+    assert recipe.exit_code == 1 and "unknown recipe 'sft-then-dpo'; available: sft-then-grpo" in recipe.output
+
 
 def test_recipe_sft_then_grpo_runs_both_stages_and_scores_the_dev_set(settings) -> None:
     import finetune

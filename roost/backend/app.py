@@ -232,15 +232,33 @@ class Backend:
             _check_supported(body)
             info = self.model_info(body.model)
             tokenizer = self._tokenizer(body.model)
+            grammar = await self._grammar(body, tokenizer)
             try:
                 ids = encode(tokenizer, render_chat(tokenizer, body.messages, tools=body.tools))
             except PromptError as exc:
                 raise APIError(400, str(exc), param="messages") from None
             params = self._sampling(body, info, len(ids), param="messages")
-            call.begin(info, params, prompts=[ids])
+            call.begin(info, params, prompts=[ids], grammar=grammar)
             return await self._respond(call, request, body.stream)
         except BaseException as exc:
             raise call.failed(exc) from None
+
+    async def _grammar(self, body: ChatCompletionRequest, tokenizer: Any) -> Any:
+        """The grammar that ``tools``/``tool_choice``/``response_format`` ask for, or None; 400 when invalid."""
+        if not body.tools and body.tool_choice is None and body.response_format is None:
+            return None
+        from roost.backend.constrain import ConstraintError, compile_request
+
+        try:
+            # Compiling takes ~10 ms for a few tools (cached after); off the event loop all the same.
+            return await asyncio.to_thread(
+                compile_request, tokenizer, tools=body.tools, tool_choice=body.tool_choice,
+                response_format=body.response_format, parallel_tool_calls=body.parallel_tool_calls is not False)
+        except ConstraintError as exc:
+            message = str(exc)
+            param = "response_format" if message.startswith("response_format") else (
+                "tool_choice" if message.startswith("tool_choice") else "tools")
+            raise APIError(400, message, param=param) from None
 
     async def complete(self, body: CompletionRequest, request: Request) -> Response:
         call = _Call(self, "text", body, request)
@@ -463,9 +481,15 @@ class _Call:
         self.status: int | None = None
         self.error: str | None = None
         self._recorded = False
+        self.tool_streams: list[Any] | None = None
 
-    def begin(self, info: ModelInfo, params: SamplingParams, prompts: Sequence[list[int]]) -> None:
-        """Build the engine requests: ``n`` choices per prompt, choice ``p * n + i`` for prompt ``p``."""
+    def begin(self, info: ModelInfo, params: SamplingParams, prompts: Sequence[list[int]],
+              grammar: Any = None) -> None:
+        """Build the engine requests: ``n`` choices per prompt, choice ``p * n + i`` for prompt ``p``.
+
+        With a ``grammar`` every choice decodes under its own constraint; when the
+        request has tools, each choice's text is split into content and tool calls.
+        """
         n = self.body.n
         self.params = params
         self.trace.base, self.trace.adapter = info.base, info.adapter
@@ -474,10 +498,15 @@ class _Call:
             for i in range(n):
                 # Distinct seeds per choice, or n seeded choices would all be the same text.
                 seed = None if params.seed is None else params.seed + i
+                constraint = grammar.new_constraint() if grammar is not None else None
                 self.requests.append(GenerationRequest(f"{self.id}-{p * n + i}", self.body.model, ids,
-                                                       dataclasses.replace(params, seed=seed)))
+                                                       dataclasses.replace(params, seed=seed), constraint))
         count = len(self.requests)
         self.texts, self.finish, self.completion_tokens = [""] * count, [None] * count, [0] * count
+        if self.kind == "chat" and getattr(self.body, "tools", None) and self.body.tool_choice != "none":
+            from roost.backend.constrain import ToolCallStream
+
+            self.tool_streams = [ToolCallStream() for _ in range(count)]
 
     # streaming events ------------------------------------------------------------
 
@@ -507,6 +536,8 @@ class _Call:
         if not self.body.stream:
             return []
         events = []
+        if self.tool_streams is not None:
+            return self._tool_events(index, chunk)
         if self.kind == "chat":
             if chunk.text:
                 events.append(self._chunk([{"index": index, "delta": {"content": chunk.text}, "logprobs": None,
@@ -518,6 +549,38 @@ class _Call:
             events.append(self._chunk([{"index": index, "text": chunk.text, "logprobs": None,
                                         "finish_reason": chunk.finish_reason}]))
         return events
+
+    def _tool_events(self, index: int, chunk: GenerationChunk) -> list[dict[str, Any]]:
+        """Streamed chat with tools: content deltas as they come, each tool call whole when it closes."""
+        stream = self.tool_streams[index]
+        deltas = [stream.feed(chunk.text)]
+        if chunk.finish_reason:
+            deltas.append(stream.finish())
+        events = []
+        for delta in deltas:
+            if delta.content:
+                events.append(self._chunk([{"index": index, "delta": {"content": delta.content}, "logprobs": None,
+                                            "finish_reason": None}]))
+            if delta.tool_calls:
+                events.append(self._chunk([{"index": index, "delta": {"tool_calls": delta.tool_calls},
+                                            "logprobs": None, "finish_reason": None}]))
+        if chunk.finish_reason:
+            finish = "tool_calls" if stream.calls else chunk.finish_reason
+            events.append(self._chunk([{"index": index, "delta": {}, "logprobs": None, "finish_reason": finish}]))
+        return events
+
+    def _message(self, i: int) -> tuple[dict[str, Any], str | None]:
+        """Choice ``i`` as a chat message and its finish reason, tool calls split out of the text."""
+        text, finish = self.texts[i], self.finish[i]
+        calls = None
+        if self.tool_streams is not None:
+            from roost.backend.constrain import parse_tool_calls
+
+            parsed, content = parse_tool_calls(text)
+            if parsed:
+                calls, text, finish = parsed, (content or None), "tool_calls"
+        message = {"role": "assistant", "content": text, "refusal": None, "tool_calls": calls}
+        return message, finish
 
     def usage(self) -> dict[str, int]:
         completion = sum(self.completion_tokens)
@@ -532,9 +595,10 @@ class _Call:
     def final_body(self) -> dict[str, Any]:
         """The non-streaming response."""
         if self.kind == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None,
-                                                "tool_calls": None},
-                        "logprobs": None, "finish_reason": self.finish[i]} for i, text in enumerate(self.texts)]
+            choices = []
+            for i in range(len(self.texts)):
+                message, finish = self._message(i)
+                choices.append({"index": i, "message": message, "logprobs": None, "finish_reason": finish})
             obj = "chat.completion"
         else:
             choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": self.finish[i]}

@@ -1,7 +1,7 @@
 """The OpenAI request bodies the backend accepts and the error object it answers with.
 
 Fields that OpenAI clients send and roost does not use (``frequency_penalty: 0``,
-``parallel_tool_calls``, ...) are accepted and ignored, as vLLM does; a value that
+``service_tier``, ...) are accepted and ignored, as vLLM does; a value that
 would change the output and that roost cannot honour is refused with a 400 that
 names it (see :meth:`SamplingRequest.unsupported`).
 """
@@ -113,6 +113,7 @@ class ChatCompletionRequest(SamplingRequest):
     max_completion_tokens: int | None = Field(None, gt=0)
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     top_logprobs: int | None = None
 

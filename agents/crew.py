@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +42,14 @@ logger = logging.getLogger(__name__)
 DESCRIPTION = "CrewAI crew: a researcher looks a roost term up with a tool, a writer explains it; local memory."
 AGENTS = ("researcher", "writer")
 MEMORY_AGENT = "memory"
+MEMORY_MAX_TOKENS = 64
+"""Reply cap for the memory's own analysis calls (``memory_max_tokens`` overrides it).
+
+CrewAI's memory asks its LLM for JSON (the memories in a text, a scope, a merge
+plan). SmolLM2-135M fills any budget without closing that JSON: measured, 5 calls
+of 96 tokens each per run, 14 s apiece, all ending at the cap. CrewAI then stores
+the raw text, which is what it falls back to anyway; 64 tokens get there sooner.
+"""
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 LLM_OPTIONS = ("temperature", "max_tokens")
 
@@ -95,6 +104,46 @@ def crew_tool(func: Callable[..., Any]) -> Any:
                             args_schema=args_model(func))
 
 
+def require_tool_first(tool: str) -> Any:
+    """A CrewAI transport interceptor: an agent's call that offers ``tool`` must call it, unless a tool just answered.
+
+    CrewAI always sends ``tool_choice="auto"``, and a 135M model given the choice
+    answers from memory instead of looking the term up. This turns ``auto`` into
+    the named ``tool`` until a tool result is the last message, the way the ReAct
+    graph forces its first step (graphs/react.py). Interceptors are CrewAI's own
+    hook for rewriting an LLM's HTTP requests.
+    """
+    import httpx
+    from crewai.llms.hooks.base import BaseInterceptor
+
+    class RequireToolFirst(BaseInterceptor[httpx.Request, httpx.Response]):
+        def on_outbound(self, message: httpx.Request) -> httpx.Request:
+            if not message.url.path.endswith("/chat/completions"):
+                return message
+            body = json.loads(message.content or b"{}")
+            names = [t.get("function", {}).get("name") for t in body.get("tools") or []]
+            last = (body.get("messages") or [{}])[-1].get("role")
+            if tool not in names or body.get("tool_choice") != "auto" or last == "tool":
+                return message
+            body["tool_choice"] = {"type": "function", "function": {"name": tool}}
+            body["parallel_tool_calls"] = False  # asked for calls, a 135M model writes the same one three times
+            content = json.dumps(body).encode()
+            headers = {k: v for k, v in message.headers.items() if k.lower() != "content-length"}
+            return httpx.Request(message.method, message.url, headers=headers, content=content,
+                                 extensions=message.extensions)
+
+        def on_inbound(self, message: httpx.Response) -> httpx.Response:
+            return message
+
+        async def aon_outbound(self, message: httpx.Request) -> httpx.Request:
+            return self.on_outbound(message)
+
+        async def aon_inbound(self, message: httpx.Response) -> httpx.Response:
+            return message
+
+    return RequireToolFirst()
+
+
 def build(llms: Mapping[str, BaseLLM], *, memory: Memory | None = None) -> Crew:
     """The crew over ``llms["researcher"]`` and ``llms["writer"]``; ``memory`` is shared by both agents."""
     from crewai import Agent, Crew, Process, Task
@@ -121,7 +170,7 @@ def build(llms: Mapping[str, BaseLLM], *, memory: Memory | None = None) -> Crew:
 
 def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, llms: Mapping[str, BaseLLM] | None = None,
         models: Mapping[str, str] | None = None, model: str | None = None, memory: bool = True,
-        **options: Any) -> dict[str, Any]:
+        memory_max_tokens: int | None = MEMORY_MAX_TOKENS, **options: Any) -> dict[str, Any]:
     """Run the crew on a topic (a string, or ``{"topic": ...}``) and return the writer's paragraph.
 
     Args:
@@ -131,6 +180,8 @@ def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, llms: Map
         models: model name or alias per agent (``researcher``, ``writer``, ``memory``).
         model: one model name or alias for every agent not in ``models``.
         memory: give the crew its local memory.
+        memory_max_tokens: reply cap for the memory's analysis calls (see :data:`MEMORY_MAX_TOKENS`); None
+            leaves it to ``max_tokens``.
         **options: ``temperature``, ``max_tokens`` for every agent.
 
     Returns:
@@ -152,8 +203,11 @@ def run(input: str | dict[str, Any], *, on_step: OnStep | None = None, llms: Map
         llms = {}
         for agent in (*AGENTS, MEMORY_AGENT):
             name = model_name(agent, models, settings, model)
-            llms[agent] = crewai_llm(name, caller=f"{__name__}/{agent}", settings=settings,
-                                     **generation_options(name, settings, options))
+            generation = generation_options(name, settings, options)
+            if agent == MEMORY_AGENT and memory_max_tokens is not None:
+                generation["max_tokens"] = memory_max_tokens
+            extra = {"interceptor": require_tool_first("lookup_term")} if agent == "researcher" else {}
+            llms[agent] = crewai_llm(name, caller=f"{__name__}/{agent}", settings=settings, **generation, **extra)
     shared = local_memory(llms.get(MEMORY_AGENT, llms["researcher"]), settings) if memory else None
     crew = build(llms, memory=shared)
 

@@ -6,6 +6,7 @@ the termination conditions, tool calls and speaker selection are AutoGen's own.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -31,6 +32,31 @@ def test_tool_schemas_keep_their_argument_constraints_in_every_framework() -> No
     crew_lookup = crew_tool(lookup_term)
     assert crew_lookup.args_schema.model_json_schema()["properties"]["term"]["pattern"] == term["pattern"]
     assert crew_lookup.run(term="adapters").startswith("adapter: A LoRA fine-tune")
+
+
+def test_crew_researcher_must_look_the_term_up_until_a_tool_answers() -> None:
+    import httpx
+
+    from agents.crew import require_crewai, require_tool_first
+
+    require_crewai()
+    interceptor = require_tool_first("lookup_term")
+    tools = [{"type": "function", "function": {"name": "lookup_term", "parameters": {}}}]
+
+    def send(messages: list[dict[str, Any]], **body: Any) -> dict[str, Any]:
+        request = httpx.Request("POST", "http://roost.test/v1/chat/completions",
+                                json={"model": "default", "messages": messages, **body})
+        out = interceptor.on_outbound(request)
+        assert int(out.headers["content-length"]) == len(out.content)
+        return json.loads(out.content)
+
+    first = send([{"role": "user", "content": "Look up adapter"}], tools=tools, tool_choice="auto")
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "lookup_term"}}
+    assert first["parallel_tool_calls"] is False
+    after = send([{"role": "user", "content": "x"}, {"role": "tool", "content": "adapter: ..."}], tools=tools,
+                 tool_choice="auto")
+    assert after["tool_choice"] == "auto"  # the tool has answered: the model may now write its answer
+    assert "tool_choice" not in send([{"role": "user", "content": "Summarise."}])
 
 
 # AutoGen -----------------------------------------------------------------------------------

@@ -248,20 +248,41 @@ def test_crew_runs_with_local_memory_and_per_agent_adapters(adapters_backend: An
     adapters_backend.use(monkeypatch)
     steps: list[dict[str, Any]] = []
 
-    result = crew.run("caller tag", on_step=steps.append, max_tokens=8)
+    result = crew.run("caller tag", on_step=steps.append, max_tokens=64)  # room for a whole tool call
 
-    assert isinstance(result["answer"], str) and result["tool_errors"] == 0
+    assert isinstance(result["answer"], str)
     assert [s["name"] for s in steps if s["kind"] == "task_started"] == ["Researcher", "Writer"]
+    # The researcher's first call was made to use lookup_term, and the backend made that call parse.
+    assert result["tool_calls"] == 1 and result["tool_errors"] == 0
+    assert next(s for s in steps if s["kind"] == "tool_call")["output"]["tool"] == "lookup_term"
     for agent, adapter in (("researcher", "researcher-lora"), ("writer", "writer-lora")):
         served = adapters_backend.calls(f"agents.crew/{agent}")
         assert served and {(t.adapter, t.status) for t in served} == {(adapter, 200)}, agent
-    # Memory: saved as LanceDB records under the store home, with the backend's 384-dimension embeddings.
-    assert result["memories"] >= 1
+    # The memory's own analysis went to the backend as schema-constrained JSON requests.
+    analysis = adapters_backend.calls("agents.crew/memory")
+    assert analysis and all(t.request["response_format"]["type"] == "json_schema" for t in analysis)
+
+
+def test_crew_memory_stores_and_recalls_on_the_backend_embeddings(adapters_backend: Any, tmp_path: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import lancedb
 
-    table = lancedb.connect(str(adapters_backend.home / "crews" / "memory")).open_table("memories")
-    rows = table.to_arrow().to_pylist()
-    assert rows and all(len(row["vector"]) == 384 for row in rows)
+    from agents.crew import local_memory, require_crewai
+    from roost.clients import crewai_llm
+
+    adapters_backend.use(monkeypatch)
+    require_crewai()
+    memory = local_memory(crewai_llm("default", caller="tests.crew/memory"), path=tmp_path / "memory")
+    # Every field given: nothing for the LLM to infer, so this is embeddings and storage alone.
+    facts = ["A caller tag names the agent that made a call.", "Paris is the capital of France."]
+    for fact in facts:
+        memory.remember(fact, scope="/glossary", categories=["test"], importance=0.5)
+
+    matches = memory.recall("Which agent made this call?", depth="shallow", limit=2)
+
+    assert [m.record.content for m in matches][0] == facts[0]
+    rows = lancedb.connect(str(tmp_path / "memory")).open_table("memories").to_arrow()
+    assert rows.num_rows == 2 and {len(v) for v in rows.column("vector").to_pylist()} == {384}
 
 
 # e2e: the real default model ---------------------------------------------------------------------

@@ -165,7 +165,7 @@ def bodies(model: str, n: int, tokens: int, force: dict[str, Any], offset: int =
 
 def measure_server(url: str, model: str | list[str], force: dict[str, Any], args: argparse.Namespace,
                    extra: dict[str, Any] | None = None, c1: bool = True) -> dict[str, Any]:
-    asyncio.run(run_load(url, bodies(model, 2, 8, force), 2))  # warm-up
+    asyncio.run(run_load(url, bodies(model, 2, 8, {}), 2))  # warm-up
     out: dict[str, Any] = {}
     if c1:
         out["c1"] = asyncio.run(run_load(url, bodies(model, args.c1_requests, args.tokens, force, 100, extra), 1))

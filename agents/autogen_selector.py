@@ -5,9 +5,9 @@ the answer, the critic approves it or asks for a fix. AutoGen's own selector
 asks the model to *mention* a name and retries when it does not, which a 135M
 model often fails. Here the choice is structured output instead: the selector
 client is asked for JSON ``{"next": NAME}`` under a JSON schema whose enum holds
-the agents other than the last speaker (and no critic before the writer has
-written), so a constrained backend always returns a valid name; when only one
-agent is allowed, nobody is asked. A reply that is not that JSON is read
+the agents other than the last speaker (and no writer before the researcher, no
+critic before the writer), so a constrained backend always returns a valid
+name; when only one agent is allowed, nobody is asked. A reply that is not that JSON is read
 defensively (the first allowed name it mentions, else the next agent in order);
 those fallbacks are counted in the result.
 
@@ -56,11 +56,11 @@ ROLES = {
     "writer": "writes the answer from what the researcher found",
     "critic": f"checks the writer's answer and says {APPROVE} or what to fix",
 }
-REQUIRES = {"critic": ("writer",)}
+REQUIRES = {"writer": ("researcher",), "critic": ("writer",)}
 """Who must have spoken before an agent may be picked."""
 SELECTOR_SYSTEM = (
-    "You choose who speaks next in a team: {roles}. Usually the researcher goes first, then the writer, then the "
-    'critic. Reply with JSON only: {{"next": "<one of {choices}>"}}.'
+    "You choose who speaks next in a team: {roles}. "
+    'Reply with JSON only: {{"next": "<one of {choices}>"}}.'
 )
 RESEARCHER_SYSTEM = "You are the researcher. Call lookup_term with the roost term the question is about."
 WRITER_SYSTEM = "You are the writer. Answer the question in two sentences, using what the researcher found."
@@ -88,7 +88,7 @@ class Selector:
 
         spoken = [m.source for m in thread if getattr(m, "source", None) in self.speakers]
         previous = spoken[-1] if spoken else None
-        # Never the last speaker again, and no critic before there is a draft to criticise.
+        # Never the last speaker again; no writer before any research, no critic before a draft.
         allowed = [s for s in self.speakers if s != previous and all(r in spoken for r in REQUIRES.get(s, ()))]
         if len(allowed) == 1:
             self.choices.append(allowed[0])

@@ -37,6 +37,40 @@ class AdapterBackend:
         self.traces.flush()
         return self.traces.list(caller=caller, limit=10_000)
 
+    def tool_call_problems(self, caller_prefix: str) -> tuple[int, list[str]]:
+        """(tool calls made, problems) over the traced calls of ``caller_prefix`` that offered tools.
+
+        A problem is a call written as text that does not parse (``<tool_call>`` left in
+        the content), a call to a tool that was not offered, or arguments that do not
+        validate against the offered tool's JSON schema.
+        """
+        import json
+
+        import jsonschema
+
+        from roost.backend.constrain import parse_tool_calls
+
+        made, problems = 0, []
+        for trace in self.calls():
+            tools = trace.request.get("tools")
+            if not (trace.caller or "").startswith(caller_prefix) or not tools:
+                continue
+            schemas = {t["function"]["name"]: t["function"].get("parameters", {}) for t in tools}
+            calls, content = parse_tool_calls(trace.output or "")
+            if "<tool_call>" in (content or ""):
+                problems.append(f"{trace.caller}: unparsed call in {content!r}")
+            for call in calls:
+                made += 1
+                name, arguments = call["function"]["name"], json.loads(call["function"]["arguments"])
+                if name not in schemas:
+                    problems.append(f"{trace.caller}: called {name}, which was not offered")
+                    continue
+                try:
+                    jsonschema.validate(arguments, schemas[name])
+                except jsonschema.ValidationError as exc:
+                    problems.append(f"{trace.caller}: {name}({arguments}) breaks its schema: {exc.message}")
+        return made, problems
+
     def use(self, monkeypatch: Any) -> None:
         """Point roost (clients, graphs, agents) at this backend and store for the rest of the test."""
         monkeypatch.setenv("ROOST_URL", self.url)

@@ -167,7 +167,7 @@ async def test_autogen_selector_picks_speakers_from_structured_output() -> None:
     from agents import autogen_selector
 
     clients = {
-        "selector": replay('{"next": "researcher"}', '{"next": "critic"}'),
+        "selector": replay('{"next": "critic"}'),
         "researcher": recording_replay(function_call("lookup_term", '{"term": "caller tag"}')),
         "writer": replay("A caller tag names the agent that made a call."),
         "critic": replay("APPROVE"),
@@ -180,29 +180,31 @@ async def test_autogen_selector_picks_speakers_from_structured_output() -> None:
     assert result["selector_fallbacks"] == 0 and result["approved"] is True
     assert any(s["kind"] == "tool_summary" and "X-Roost-Caller" in s["output"] for s in steps)
     assert clients["researcher"].tool_choices == ["required"]  # AssistantAgent sends "auto"; the wrapper insists
-    # The enum leaves out the last speaker, and the critic until there is a draft; after the researcher only the
-    # writer is left, and the selector model is not asked at all.
+    # Research comes before writing and a draft before criticism, so the first two turns have one candidate
+    # and the selector model is not asked; the third offers all but the last speaker.
     enums = [c["extra_create_args"]["response_format"]["json_schema"]["schema"]["properties"]["next"]["enum"]
              for c in clients["selector"].create_calls]
-    assert enums == [["researcher", "writer"], ["researcher", "critic"]]
+    assert enums == [["researcher", "critic"]]
 
 
 @pytest.mark.asyncio
 async def test_autogen_selector_reads_unstructured_replies_defensively() -> None:
     from agents import autogen_selector
 
+    lookup = function_call("lookup_term", '{"term": "adapter"}')
     clients = {
-        "selector": replay("the writer, I think", "???"),
-        "researcher": replay(),
-        "writer": replay("An adapter is a LoRA fine-tune."),
-        "critic": replay("APPROVE"),
+        "selector": replay("the critic, I think", "???", "???"),
+        "researcher": replay(lookup, lookup),
+        "writer": replay("An adapter is a LoRA fine-tune.", "An adapter is a LoRA fine-tune in adapters/."),
+        "critic": replay("Say where it is stored."),
     }
 
-    result = await autogen_selector.arun("What is an adapter?", clients=clients)
+    result = await autogen_selector.arun("What is an adapter?", clients=clients, max_messages=6)
 
-    # Words name the writer; nothing readable moves on to the next agent in order, the critic.
-    assert result["speakers"] == ["writer", "critic"]
-    assert result["selector_fallbacks"] == 2
+    # Words name the critic; after it, nothing readable moves on in order (wrapping round to the researcher),
+    # and after the researcher, to the writer.
+    assert result["speakers"] == ["researcher", "writer", "critic", "researcher", "writer"]
+    assert result["selector_fallbacks"] == 3
 
 
 @pytest.mark.asyncio
@@ -296,11 +298,6 @@ def default_backend(default_model_home: Any, tmp_path_factory: pytest.TempPathFa
         yield backend
 
 
-def tool_call_outputs(backend: Any, prefix: str) -> list[Any]:
-    """The traced calls of ``prefix``'s agents that offered tools to the model."""
-    return [t for t in backend.calls() if (t.caller or "").startswith(prefix) and t.request.get("tools")]
-
-
 @pytest.mark.e2e
 def test_autogen_selector_team_on_the_default_model_has_no_tool_call_parse_errors(
         default_backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -308,13 +305,13 @@ def test_autogen_selector_team_on_the_default_model_has_no_tool_call_parse_error
 
     default_backend.use(monkeypatch)
 
-    result = autogen_selector.run("What is a caller tag?", max_messages=6, max_tokens=64)
+    result = autogen_selector.run("What is a caller tag?", max_messages=6, max_tokens=96)
 
-    assert result["stop_reason"] and result["answer"] is not None
-    assert result["tool_errors"] == 0
-    assert result["selector_fallbacks"] == 0  # every speaker choice was the JSON asked for
-    offered = tool_call_outputs(default_backend, "agents.autogen_selector/researcher")
-    assert offered and all(t.status == 200 and "<tool_call>" not in (t.output or "") for t in offered)
+    assert result["stop_reason"] and result["answer"]
+    assert result["speakers"][0] == "researcher" and result["tool_errors"] == 0
+    assert result["selector_fallbacks"] == 0  # every speaker choice the model made was the JSON asked for
+    made, problems = default_backend.tool_call_problems("agents.autogen_selector/")
+    assert made >= 1 and problems == []
 
 
 @pytest.mark.e2e
@@ -326,7 +323,6 @@ def test_crew_on_the_default_model_has_no_tool_call_parse_errors(default_backend
 
     result = crew.run("caller tag", max_tokens=96)
 
-    assert result["answer"] and result["tool_errors"] == 0
-    assert result["memories"] >= 1
-    offered = tool_call_outputs(default_backend, "agents.crew/")
-    assert offered and all(t.status == 200 and "<tool_call>" not in (t.output or "") for t in offered)
+    assert result["answer"] and result["tool_calls"] >= 1 and result["tool_errors"] == 0
+    made, problems = default_backend.tool_call_problems("agents.crew/")
+    assert made >= 1 and problems == []

@@ -27,6 +27,7 @@ not a valid ``{"label": ...}``. Results go to ``--out`` as JSON and to stdout as
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import os
@@ -135,8 +136,10 @@ LABEL_PROMPT = ("Classify the customer-support ticket. Reply with JSON only, lik
                 "label is one of: billing, shipping, technical, account, returns.")
 
 
+@functools.cache
 def ticket_model() -> type:
-    """The pydantic model every framework is asked to fill: ``{"label": <one of the five>}``."""
+    """The pydantic model every framework is asked to fill: ``{"label": <one of the five>}`` (one class, cached,
+    so that a framework's parsed reply is an instance of the class the check uses)."""
     from typing import Literal
 
     from pydantic import BaseModel

@@ -13,10 +13,11 @@ notes into the answer. The router's choice is structured output, JSON
   ends after at most one turn per specialist;
 - ``FINISH`` is offered only once a specialist has answered.
 
-Each specialist is one model call that must call its tool; its note is the call
-and the tool's answer (``calculator(12 * 7) -> 84``). Asked to restate a tool's
-answer, a 135M model mostly copies it, at ~10 s a call here; the writer does
-the one restating.
+Each specialist is one model call that must call its tool; its note is the
+tool's answer as a fact (``12 * 7 = 84``). Asked to restate a tool's answer, a
+135M model mostly copies it, at ~10 s a call here; the writer does the one
+restating, from the facts listed before the question (the order SmolLM2-135M
+answered best from, of the three tried).
 
 Before the answer is published the graph stops at a human-in-the-loop
 interrupt (``approve``); resume it with ``Command(resume=True|False)`` on the
@@ -84,7 +85,10 @@ ROUTER_SYSTEM = (
 )
 MATH_SYSTEM = "You are the math specialist. Call the calculator with the arithmetic expression from the question."
 RESEARCHER_SYSTEM = "You are the researcher. Call search_docs with the key words of the question."
-WRITER_SYSTEM = "You are the writer. Using the notes, answer the question in two or three clear sentences."
+WRITER_SYSTEM = ("You are the writer. Answer the user's question in two or three clear sentences, using only the "
+                 "facts given.")
+NOTE_FORMATS = {"calculator": "{expression} = {result}", "search_docs": "{result}"}
+"""How a tool call becomes a specialist's note: a fact the writer can use as it stands."""
 
 
 class SupervisorState(TypedDict, total=False):
@@ -132,7 +136,11 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
                   "required": ["next"], "additionalProperties": False}
         roles = "; ".join(f"{s} {ROLES[s]}" for s in SPECIALISTS)
         system = ROUTER_SYSTEM.format(roles=roles, choices=", ".join(choices))
-        reply = structured_reply(models["router"], [SystemMessage(system), HumanMessage(_brief(state))], "route",
+        # Naming who has not been asked turns SmolLM2-135M's pick for "12 * 7 and resuming" from FINISH (3 of 3)
+        # to math (3 of 3) after the researcher, and it still says FINISH when math has nothing to add.
+        unasked = [s for s in SPECIALISTS if s not in spoken]
+        brief = _brief(state) + (f"\nNot asked yet: {', '.join(unasked)}." if unasked else "")
+        reply = structured_reply(models["router"], [SystemMessage(system), HumanMessage(brief)], "route",
                                  schema, ROUTER_MAX_TOKENS)
         choice, exact = pick_choice(reply, "next", choices)
         if choice is None:
@@ -146,7 +154,7 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
         calls = [c for m in messages if m.type == "ai" for c in m.tool_calls]
         if not calls:  # a model that answered without its tool: its words are the note
             return {"notes": [(name, str(messages[-1].content).strip())]}
-        note = "; ".join(f"{c['name']}({', '.join(map(str, c['args'].values()))}) -> {results.get(c['id'], '')}"
+        note = "\n".join(NOTE_FORMATS.get(c["name"], "{result}").format(**c["args"], result=results.get(c["id"], ""))
                          for c in calls)
         return {"notes": [(name, note)]}
 
@@ -157,7 +165,9 @@ def build(models: Mapping[str, BaseChatModel], search: DocSearch, *, approval: b
         return run_react(researcher_agent, "researcher", state)
 
     def writer(state: SupervisorState) -> dict[str, Any]:
-        reply = models["writer"].invoke([SystemMessage(WRITER_SYSTEM), HumanMessage(_brief(state))])
+        facts = "\n".join(f"- {text}" for _, text in state.get("notes", []))
+        prompt = f"Facts:\n{facts}\n\nQuestion: {state['question']}"
+        reply = models["writer"].invoke([SystemMessage(WRITER_SYSTEM), HumanMessage(prompt)])
         answer = str(reply.content).strip()
         return {"notes": [("writer", answer)], "answer": answer}
 

@@ -147,10 +147,12 @@ def test_supervisor_routes_to_several_specialists_in_one_run(search: DocSearch) 
     # After both specialists the only choice left is FINISH: the router is not even asked.
     assert steps == ["router", "math", "router", "researcher", "router", "writer", "finish"]
     assert len(models["router"].calls) == 2
-    # Each specialist made one call that had to use its tool; the calls and the tools' answers are the notes.
+    # Each specialist made one call that had to use its tool; the tools' answers are the writer's facts.
     final = models["writer"].calls[0]["messages"][-1].content
-    assert "Note from math: calculator(12 * 7) -> 84\n" in final
-    assert "Note from researcher: search_docs(resume a run) -> [" in final
+    assert final.startswith("Facts:\n- 12 * 7 = 84\n- [")
+    assert final.endswith("\n\nQuestion: What is 12 * 7, and how do runs resume?")
+    # The router is told who has not been asked yet.
+    assert models["router"].calls[1]["messages"][-1].content.endswith("Not asked yet: researcher.")
     assert [c["tool_choice"] for name in ("math", "researcher") for c in models[name].calls] == ["required"] * 2
 
 

@@ -75,13 +75,11 @@ def test_dspy_json_adapter_asks_the_backend_for_the_signature_schema(backend):
     from programs.classify import LABELS, Classify
 
     settings, traces = backend
-    lm = clients.dspy_lm("tiny", caller="tests.dspy/classify", max_tokens=8, temperature=0.0, settings=settings)
+    lm = clients.dspy_lm("tiny", caller="tests.dspy/classify", max_tokens=48, temperature=0.0, settings=settings)
     assert lm.supports_response_schema and "response_format" in lm.supported_params
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):
-        try:
-            Classify()(text="My parcel is late.")
-        except dspy.utils.exceptions.AdapterParseError:
-            pass  # a random 8-token model may not fill the schema; what it was asked for is the point here
+        prediction = Classify()(text="My parcel is late.")
+    assert prediction.label in LABELS  # a random model's reply parses: the backend decoded under the schema
     (call,) = recorded(traces, "tests.dspy/classify")
     response_format = call.request["response_format"]
     assert response_format["type"] == "json_schema"

@@ -165,3 +165,47 @@ def test_cli_needs_exactly_one_input():
 def test_roost_run_is_lazy():
     code = "import sys, roost; roost.run; assert 'dspy' not in sys.modules and 'litellm' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# the real default model -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_backend(default_model_home, tmp_path_factory):
+    from tests.multi_adapter import default_model_backend
+
+    with default_model_backend(tmp_path_factory.mktemp("programs-e2e"), default_model_home) as backend:
+        yield backend
+
+
+@pytest.mark.e2e
+def test_every_program_runs_on_the_default_model_with_no_fallback_or_parse_error(default_backend, monkeypatch):
+    import importlib
+
+    from dspy.utils.callback import BaseCallback
+
+    default_backend.use(monkeypatch)
+    adapters, errors = [], []
+
+    class Parses(BaseCallback):
+        def on_adapter_parse_start(self, call_id, instance, inputs):
+            adapters.append(type(instance).__name__)
+
+        def on_adapter_parse_end(self, call_id, outputs, exception=None):
+            if exception is not None:
+                errors.append(exception)
+
+    for target in sorted(PROGRAM_TARGETS):
+        program = importlib.import_module(target)
+        row = program.TASK.rows("dev", limit=1)[0]
+        given = {k: row[k] for k in program.TASK.inputs}
+        text = given[program.TASK.inputs[0]] if target != "programs.ner" and len(given) == 1 else json.dumps(given)
+        with dspy.context(callbacks=[Parses()]):
+            result = CliRunner().invoke(app, ["run", target, "--input", text, "--json", "-o", f"caller=e2e/{target}"])
+        assert result.exit_code == 0, (target, result.output)
+        out = json.loads(result.stdout)["result"]
+        assert set(program.TASK.labels) <= set(out), (target, out)
+        (call,) = default_backend.calls(f"e2e/{target}")
+        assert call.status == 200 and call.request["response_format"]["type"] == "json_schema"
+    assert adapters == ["JSONAdapter"] * len(PROGRAM_TARGETS)  # one parse per program: no fallback, no retry
+    assert errors == []

@@ -205,7 +205,7 @@ def backend_embeddings(settings: Settings | None = None) -> Embeddings:
 # model then writes "12 * 7" where, free to write any string, it wrote "" or "][" (measured on SmolLM2-135M).
 # maxLength keeps a whole call (~25 tokens of JSON around the argument) inside a 96-token reply, so a model
 # that loops on "A.B.C." still closes its call instead of being cut off mid-string.
-EXPRESSION_PATTERN = r"^[-+(0-9.][-+*/%^(). 0-9]*$"
+EXPRESSION_PATTERN = r"^[(0-9][-+*/%^(). 0-9]*$"
 QUERY_PATTERN = r"^[A-Za-z][A-Za-z0-9 '-]*$"
 ARGUMENT_MAX_CHARS = 40
 

@@ -418,10 +418,11 @@ def test_react_agent_on_the_default_model_computes_with_the_calculator(default_m
     with default_model_backend(tmp_path_factory.mktemp("react-e2e"), default_model_home) as backend:
         backend.use(monkeypatch)
         steps: list[dict[str, Any]] = []
-        result = react.run("What is 17 * 23?", on_step=steps.append, max_tokens=64)
+        result = react.run("What is 17 * 23?", on_step=steps.append, max_tokens=64, temperature=0.0)
 
-    # The first step must call a tool; the backend makes that call schema-valid, so it parses and runs.
-    assert result["tool_calls"] and result["tool_calls"][0].startswith(("calculator(", "search_docs("))
+    # The first step must call a tool; decoded under the calculator's schema, the call parses, and the
+    # expression pattern leads the 135M model to the arithmetic in the question.
+    assert result["tool_calls"][0].startswith("calculator(expression='17")
     tool_results = [s["output"] for s in steps if s["name"] == "tools"]
-    assert tool_results and tool_results[0].startswith(("calculator -> ", "search_docs -> "))
+    assert tool_results[0] == "calculator -> 391"
     assert "<tool_call>" not in result["answer"]

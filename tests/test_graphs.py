@@ -206,6 +206,30 @@ def test_supervisor_run_interrupted_for_approval_resumes_by_thread_id(search: Do
     assert all(not m.calls for m in models_later.values())  # nothing was recomputed
 
 
+def test_supervisor_run_that_crashed_continues_from_its_last_step(search: DocSearch, tmp_path: Path) -> None:
+    from graphs.runtime import first_command
+
+    db, config = tmp_path / "checkpoints.db", {"configurable": {"thread_id": "run-crash"}}
+    models = supervisor_models('{"next": "math"}', '{"next": "FINISH"}')
+    models["writer"] = scripted()  # no reply left: the writer's call fails, as a dead backend would
+    with sqlite_checkpointer(db) as saver:
+        graph = supervisor.build(models, search, approval=False, checkpointer=saver)
+        with pytest.raises(Exception):  # noqa: B017 - whatever the model raised; the checkpoint is the point
+            graph.invoke({"question": "What is 12 * 7?"}, config)
+
+    later = {name: scripted() for name in supervisor.AGENTS}
+    later["writer"] = scripted("12 times 7 is 84.")
+    with sqlite_checkpointer(db) as saver:
+        graph = supervisor.build(later, search, approval=False, checkpointer=saver)
+        command = first_command(graph, config, lambda: pytest.fail("a stopped run must not start over"))
+        assert command is None and graph.get_state(config).next == ("writer",)
+        graph.invoke(command, config)
+        state = graph.get_state(config).values
+
+    assert state["answer"] == "12 times 7 is 84." and [who for who, _ in state["notes"]] == ["math", "writer"]
+    assert not later["router"].calls and not later["math"].calls  # finished steps were not run again
+
+
 def test_supervisor_rejected_answer_is_not_approved(search: DocSearch, tmp_path: Path) -> None:
     config = {"configurable": {"thread_id": "run-2"}}
     with sqlite_checkpointer(tmp_path / "c.db") as saver:

@@ -20,7 +20,7 @@ restating, from the facts listed before the question (the order SmolLM2-135M
 answered best from, of the three tried).
 
 Before the answer is published the graph stops at a human-in-the-loop
-interrupt (``approve``); resume it with ``Command(resume=True|False)`` on the
+interrupt (node ``finish``); resume it with ``Command(resume=True|False)`` on the
 same thread id. With the SQLite checkpointer that works across processes.
 
 Example:

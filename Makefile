@@ -20,27 +20,18 @@ lint: install
 test: lint
 	$(PY) -m pytest -q
 
-# Until the main job (graphs + crews on the shared backend) lands, the demo asks the
-# embedded default model a question through transformers.
-define DEMO_PY
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from roost.models import resolve
-from roost.prompts import encode, render_chat
-path = resolve("default").base_path
-tok = AutoTokenizer.from_pretrained(path)
-model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
-question = "What is the capital of France?"
-ids = torch.tensor([encode(tok, render_chat(tok, [{"role": "user", "content": question}]))])
-out = model.generate(ids, max_new_tokens=40, do_sample=False)
-print("Q:", question)
-print("A:", tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
-endef
-export DEMO_PY
+# The main job: pull the default model, start the shared backend, run the multi-agent
+# supervisor graph and the CrewAI crew on it with their steps streamed live, show the traces.
+DEMO_QUESTION ?= What is 12 * 7, and how do I resume an interrupted run?
+DEMO_TOPIC ?= caller tag
 
 demo: install
 	$(VENV)/bin/roost pull
-	$(PY) -c "$$DEMO_PY"
+	$(VENV)/bin/roost run graphs.supervisor --input "$(DEMO_QUESTION)" --approve -o max_tokens=96
+	$(VENV)/bin/roost run agents.crew --input "$(DEMO_TOPIC)" -o max_tokens=96
+	$(VENV)/bin/roost traces list --since 15m --limit 20
+	@echo "Every call above is in the trace store: run '$(VENV)/bin/roost traces list' to see them again."
+	$(VENV)/bin/roost serve --stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

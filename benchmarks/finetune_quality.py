@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a local model folder")
     parser.add_argument("--sft-steps", type=int, default=50, help="SFT steps (0: one epoch of 400 rows)")
     parser.add_argument("--grpo-steps", type=int, default=10)
+    parser.add_argument("--grpo-lr", type=float, default=2e-5)
     parser.add_argument("--dev", type=int, default=100, help="dev problems scored at each stage")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--out", type=Path, help="also write the results here as JSON")
@@ -41,10 +42,11 @@ def main() -> None:
     pull(str(args.model), name="base", settings=settings, progress=False)
     start = time.perf_counter()
     report = finetune.sft_then_grpo(base="base", name="arith", sft_steps=args.sft_steps, grpo_steps=args.grpo_steps,
-                                    dev_rows=args.dev, batch_size=args.batch, hot_load=False, settings=settings)
+                                    grpo_lr=args.grpo_lr, dev_rows=args.dev, batch_size=args.batch, hot_load=False,
+                                    settings=settings)
     minutes = (time.perf_counter() - start) / 60
     result = {"dev": report.dev_rows, "accuracy": report.accuracy, "sft_steps": args.sft_steps,
-              "grpo_steps": args.grpo_steps, "minutes": round(minutes, 1),
+              "grpo_steps": args.grpo_steps, "grpo_lr": args.grpo_lr, "minutes": round(minutes, 1),
               "sft_train_loss": report.stages["sft"].metrics.get("train_loss"),
               "grpo_reward": report.stages["grpo"].metrics.get("reward")}
     print(f"dev accuracy on {report.dev_rows} problems ({minutes:.0f} min in all):")

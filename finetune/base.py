@@ -86,6 +86,7 @@ def load_causal_lm(base: Base, config: TrainConfig) -> Any:
     """The base as a causal LM; with an adapter from ``--base``, that adapter (trainable, or merged for --full)."""
     from transformers import AutoModelForCausalLM
 
+    quiet_progress(config.progress)
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch_dtype(config))
     if base.adapter_path is not None:
         from peft import PeftModel
@@ -95,6 +96,17 @@ def load_causal_lm(base: Base, config: TrainConfig) -> Any:
             model = model.merge_and_unload()
         logger.info("continuing from adapter '%s' on base '%s'", base.adapter, base.name)
     return model
+
+
+def quiet_progress(progress: bool) -> None:
+    """With --no-progress, also silence the bars transformers and datasets draw while loading and mapping."""
+    if progress:
+        return
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 def lora_config(config: TrainConfig, task_type: str = "CAUSAL_LM") -> Any:

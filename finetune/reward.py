@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from finetune.base import Base, load_tokenizer, peft_config_for, resolve_base, torch_dtype
+from finetune.base import Base, load_tokenizer, peft_config_for, quiet_progress, resolve_base, torch_dtype
 from finetune.config import RewardConfig, resolve_config
 from finetune.data import prepare
 from finetune.publish import Result, check_free, conclude
@@ -83,6 +83,7 @@ def _trainer(config: RewardConfig, base: Base, tokenizer: Any, rows: list[dict[s
 
     from finetune.trainers import RewardTrainer
 
+    quiet_progress(config.progress)
     model = _classifier(base.path, torch_dtype(config), tokenizer)
     args = trl_args(TRLRewardConfig, config, run, max_length=config.max_length)
     return RewardTrainer(

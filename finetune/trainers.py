@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from transformers import ProgressCallback
 from finetune.lmhead import add_compact_lm_head, supports_compact_head
 
 logger = logging.getLogger(__name__)
+
+# TRL 1.16 still calls the name transformers 5 renamed; the warning is not the user's to act on.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 KEEP_CHECKPOINTS = 2

@@ -71,6 +71,7 @@ def token_counts(model: Path, sft: Path, pairs: Path) -> dict[str, int]:
 
 def worker(kind: str, model: Path, data: Path, steps: int, batch: int) -> dict[str, Any]:
     os.environ.setdefault("TQDM_DISABLE", "1")
+    tempfile.tempdir = str(data.parent)  # run folders go next to the data, removed with it by the driver
     import torch
 
     torch.manual_seed(0)
@@ -157,11 +158,16 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.model, args.data, args.steps, args.batch)))
         return
 
-    folder = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
+    methods = [args.only] if args.only else ["sft", "dpo"]
+    with tempfile.TemporaryDirectory(prefix="bench-finetune-") as folder:
+        counts, results = _run_all(args, Path(folder), methods)
+    _print_table(args, counts, results, methods)
+
+
+def _run_all(args: argparse.Namespace, folder: Path, methods: list[str]) -> tuple[dict, dict]:
     sft, pairs = write_data(folder, args.steps * args.batch)
     counts = token_counts(args.model, sft, pairs)
     results: dict[str, dict[str, Any]] = {}
-    methods = [args.only] if args.only else ["sft", "dpo"]
     for method in methods:
         for side in ("trl", "roost"):
             kind = f"{side}-{method}"
@@ -172,7 +178,10 @@ def main() -> None:
             if done.returncode != 0:
                 raise SystemExit(f"{kind} failed:\n{done.stderr[-3000:]}")
             results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+    return counts, results
 
+
+def _print_table(args: argparse.Namespace, counts: dict, results: dict, methods: list[str]) -> None:
     print(f"\n{args.steps} steps x batch {args.batch}, max length {MAX_LENGTH}, LoRA r16 all-linear, bf16, "
           f"{counts['rows']} rows of {counts['sft_tokens'] / counts['rows']:.0f} tokens on average\n")
     print("| run | train loop s | throughput | peak RSS MB | setup s | final loss |")

@@ -37,14 +37,14 @@ def main() -> None:
     from roost.config import load_settings
     from roost.models import pull
 
-    home = Path(tempfile.mkdtemp(prefix="bench-quality-"))
-    settings = load_settings(env={"ROOST_HOME": str(home), "ROOST_URL": "http://127.0.0.1:9"})
-    pull(str(args.model), name="base", settings=settings, progress=False)
-    start = time.perf_counter()
-    report = finetune.sft_then_grpo(base="base", name="arith", sft_steps=args.sft_steps, grpo_steps=args.grpo_steps,
-                                    grpo_lr=args.grpo_lr, dev_rows=args.dev, batch_size=args.batch, hot_load=False,
-                                    settings=settings)
-    minutes = (time.perf_counter() - start) / 60
+    with tempfile.TemporaryDirectory(prefix="bench-quality-") as home:
+        settings = load_settings(env={"ROOST_HOME": home, "ROOST_URL": "http://127.0.0.1:9"})
+        pull(str(args.model), name="base", settings=settings, progress=False)
+        start = time.perf_counter()
+        report = finetune.sft_then_grpo(base="base", name="arith", sft_steps=args.sft_steps,
+                                        grpo_steps=args.grpo_steps, grpo_lr=args.grpo_lr, dev_rows=args.dev,
+                                        batch_size=args.batch, hot_load=False, settings=settings)
+        minutes = (time.perf_counter() - start) / 60
     result = {"dev": report.dev_rows, "accuracy": report.accuracy, "sft_steps": args.sft_steps,
               "grpo_steps": args.grpo_steps, "grpo_lr": args.grpo_lr, "minutes": round(minutes, 1),
               "sft_train_loss": report.stages["sft"].metrics.get("train_loss"),

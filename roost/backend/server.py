@@ -127,12 +127,15 @@ async def _serve(settings: Settings, models: list[str] | None, ready: Callable[[
     # uvicorn re-raises the signal that stopped it once it is done, with the handler that was
     # there before; handlers that do nothing let this function clean up and return normally.
     previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGINT, signal.SIGTERM)}
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    # The state file is written before the first request can be answered: a client that sees
+    # /health answer (ensure_running) must also find the file that `roost serve --stop` reads.
+    task = None
     try:
+        state.write(settings.home)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
         if server.started:
-            state.write(settings.home)
             logger.info("roost backend listening at %s (pid %d)", state.url, state.pid)
             if ready is not None:
                 ready(state)

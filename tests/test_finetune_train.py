@@ -357,18 +357,3 @@ def test_recipe_sft_then_grpo_runs_both_stages_and_scores_the_dev_set(settings) 
     assert store.get("adapter", "arith-tiny-sft").lineage["method"] == "sft"
     final = store.get("adapter", "arith-tiny").lineage
     assert final["method"] == "grpo" and final["parent_adapter"] == "arith-tiny-sft" and final["base"] == "tiny"
-
-
-@pytest.mark.e2e
-def test_cli_sft_on_the_default_model(default_model_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from typer.testing import CliRunner
-
-    from roost.cli import app
-
-    monkeypatch.setenv("ROOST_HOME", str(default_model_home))
-    write_jsonl(Path("train.jsonl"), sft_rows(8))
-    out = CliRunner().invoke(app, ["finetune", "sft", "--data", "train.jsonl", "--name", "e2e-sft", "--max-steps",
-                                   "2", "--batch-size", "4", "--no-progress", "--no-hot-load", "--overwrite"])
-    assert out.exit_code == 0, out.output
-    entry = Store(default_model_home).get("adapter", "e2e-sft")
-    assert entry.lineage["base"] == "smollm2-135m-instruct" and entry.lineage["metrics"]["train_loss"] > 0

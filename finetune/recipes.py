@@ -55,7 +55,7 @@ def sft_then_grpo(config: RecipeConfig | None = None, *, config_file: Path | str
     config = resolve_config(RecipeConfig, config, config_file, fields)
     settings = settings or load_settings()
     train = arithmetic.data_file(arithmetic.TRAIN_FILE)
-    dev = _dev_rows(config.dev_rows)
+    dev = load_dev(config.dev_rows)
     report = RecipeReport(stages={}, dev_rows=len(dev))
     common = {"dtype": config.dtype, "seed": config.seed, "overwrite": config.overwrite, "progress": config.progress,
               "max_length": 256}
@@ -83,7 +83,8 @@ def sft_then_grpo(config: RecipeConfig | None = None, *, config_file: Path | str
     return report
 
 
-def _dev_rows(n: int) -> list[dict[str, Any]]:
+def load_dev(n: int) -> list[dict[str, Any]]:
+    """The first ``n`` problems of the task's shipped dev set."""
     path = arithmetic.data_file(arithmetic.DEV_FILE)
     with open(path, encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,6 +54,10 @@ class BackendSettings(_Strict):
     api_key: str | None = Field(None, description="Bearer key the backend requires; none means no auth.")
     trace_retention_days: int | None = Field(
         30, ge=1, description="Days the trace database keeps each call; none keeps them forever."
+    )
+    quantization: Literal["auto", "none"] = Field(
+        "auto", description="'auto' decodes with int4 kernels where a base's weights are already 4-bit per group "
+        "(dequantized from a Q4 GGUF, like the default model); 'none' always uses the stored dtype."
     )
 
     @property

@@ -32,6 +32,8 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 # Projections that read the same input, and so share one LoRA A product.
 GROUPS = {"qkv": ("q_proj", "k_proj", "v_proj"), "o": ("o_proj",), "gate_up": ("gate_proj", "up_proj"),
           "down": ("down_proj",)}
+Q4_GROUP = 32  # inputs per scale/offset group, as in GGUF's Q4_0 and Q4_1
+QUANTIZATION = ("auto", "none")
 _LORA_KEY = re.compile(r"layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
 
 
@@ -54,8 +56,11 @@ def unsupported_reason(model: Any) -> str | None:
 class LlamaRunner:
     """Prefill and decode for a Llama-family model over a :class:`~roost.backend.transformers_engine.SlotCache`."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, quantization: str = "auto") -> None:
         import torch
+
+        if quantization not in QUANTIZATION:
+            raise ValueError(f"quantization '{quantization}' is not one of {', '.join(QUANTIZATION)}")
 
         config = model.config
         self.model = model
@@ -81,6 +86,9 @@ class LlamaRunner:
         self.dims = {name: (module.in_features, module.out_features)
                      for name, module in _projections(model.model.layers[0]).items()}
         self.lora = LoraBank(len(self.layers), self.dims, self.embed.dtype)
+        self.q4 = pack_layers_q4(self.layers) if quantization == "auto" else None
+        if self.q4 is not None:
+            logger.info("weights are 4-bit per group of %d: decode steps run int4 kernels", Q4_GROUP)
 
     def forward(self, input_ids: Any, positions: Any, mask: Any, cache: Any, adapters: list[int] | None) -> Any:
         """Logits ``[batch, vocab]`` of each row's last column.
@@ -102,9 +110,12 @@ class LlamaRunner:
         lora = self.lora.select(adapters) if adapters is not None else None
         q_end, k_end = heads * dim, (heads + kv_heads) * dim
         decode = tokens == 1
+        q4 = self.q4 if decode else None
         for i, (norm1, qkv_w, qkv_b, o_w, o_b, norm2, gate_up_w, down_w) in enumerate(self.layers):
+            if q4 is not None:
+                qkv_w, o_w, gate_up_w, down_w = q4[i]
             h = F.rms_norm(x, (self.hidden,), norm1, self.eps)
-            qkv = F.linear(h, qkv_w, qkv_b)
+            qkv = _linear(h, qkv_w, qkv_b)
             if lora is not None:
                 qkv = lora.apply("qkv", i, h, qkv)
             qk = qkv[..., :k_end].unflatten(-1, (heads + kv_heads, dim))  # [batch, tokens, heads, dim]
@@ -122,22 +133,99 @@ class LlamaRunner:
                 attn = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, attn_mask=mask,
                                                       enable_gqa=kv_heads != heads)
                 attn = attn.transpose(1, 2).reshape(batch, tokens, q_end)
-            out = F.linear(attn, o_w, o_b)
+            out = _linear(attn, o_w, o_b)
             if lora is not None:
                 out = lora.apply("o", i, attn, out)
             x = x + out
             h = F.rms_norm(x, (self.hidden,), norm2, self.eps)
-            gate_up = F.linear(h, gate_up_w)
+            gate_up = _linear(h, gate_up_w)
             if lora is not None:
                 gate_up = lora.apply("gate_up", i, h, gate_up)
             gate, up = gate_up.chunk(2, dim=-1)
             act = F.silu(gate) * up
-            out = F.linear(act, down_w)
+            out = _linear(act, down_w)
             if lora is not None:
                 out = lora.apply("down", i, act, out)
             x = x + out
         x = F.rms_norm(x[:, -1], (self.hidden,), self.norm, self.eps)
         return F.linear(x, self.lm_head)
+
+
+class Q4Weight:
+    """A ``[out, in]`` matrix as packed int4 (torch's CPU layout) with a scale and an offset per group of inputs.
+
+    Row ``n``, input ``k`` is ``(q - 8) * scale + offset`` of its group ``k // Q4_GROUP``.
+    """
+
+    def __init__(self, packed: Any, scales_and_zeros: Any, out_features: int) -> None:
+        self.packed = packed
+        self.scales_and_zeros = scales_and_zeros  # [in / group, out, 2]
+        self.out_features = out_features
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        flat = x.reshape(-1, x.shape[-1])
+        if not flat.is_contiguous():
+            flat = flat.contiguous()
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, Q4_GROUP, self.scales_and_zeros)
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def pack_q4(weight: Any) -> Q4Weight | None:
+    """``weight`` as a :class:`Q4Weight` when each group of 32 inputs lies on 16 evenly spaced values.
+
+    The grid runs from the group's minimum to its maximum, as GGUF's Q4_1 quantizer
+    makes it, so weights dequantized from Q4_1 qualify (up to the rounding of the stored
+    dtype); anything else (a model trained or saved in bf16/fp32) returns None.
+    The check allows 1/64 of the group's largest magnitude per weight, far below the grid
+    spacing (1/15 of the group's range) that ordinary weights would miss by.
+    """
+    import torch
+
+    out_features, in_features = weight.shape
+    if in_features % Q4_GROUP or out_features % 16 or weight.dtype not in (torch.bfloat16, torch.float32):
+        return None
+    w = weight.detach().float().view(out_features, in_features // Q4_GROUP, Q4_GROUP)
+    lo, hi = w.amin(-1, keepdim=True), w.amax(-1, keepdim=True)
+    step = (hi - lo) / 15
+    q = torch.where(step > 0, (w - lo) / torch.where(step > 0, step, 1.0), 0.0).round_().clamp_(0, 15)
+    error = (lo + q * step - w).abs()
+    tolerance = torch.maximum(lo.abs(), hi.abs()) / 64
+    if bool((error > tolerance).any()):
+        return None
+    scales = step.squeeze(-1)  # [out, groups]
+    zeros = (lo + 8 * step).squeeze(-1)  # (q - 8) * step + lo + 8 * step == lo + q * step
+    scales_and_zeros = torch.stack([scales.T, zeros.T], dim=-1).to(weight.dtype).contiguous()
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.view(out_features, in_features).to(torch.int32), 1)
+    return Q4Weight(packed, scales_and_zeros, out_features)
+
+
+def pack_layers_q4(layers: list[tuple[Any, ...]]) -> list[tuple[Q4Weight, ...]] | None:
+    """Every layer's (qkv, o, gate_up, down) as :class:`Q4Weight`, or None unless all of them are 4-bit."""
+    import torch
+
+    if not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
+        return None
+    packed = []
+    for _, qkv, _, o, _, _, gate_up, down in layers:
+        matrices = []
+        for weight in (qkv, o, gate_up, down):
+            q4 = pack_q4(weight)
+            if q4 is None:  # the first matrix of an ordinary model ends the search
+                return None
+            matrices.append(q4)
+        packed.append(tuple(matrices))
+    return packed
+
+
+def _linear(x: Any, weight: Any, bias: Any = None) -> Any:
+    import torch.nn.functional as F
+
+    if isinstance(weight, Q4Weight):
+        y = weight(x)
+        return y if bias is None else y.add_(bias)
+    return F.linear(x, weight, bias)
 
 
 class LoraBank:

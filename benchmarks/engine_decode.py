@@ -59,13 +59,14 @@ def transformers_loop(folder: str, batch: int, tokens: int, dtype: str) -> float
 async def run(args: argparse.Namespace) -> None:
     settings = load_settings()
     engine = TransformersEngine(settings, [args.model], dtype=args.dtype, max_batch_size=max(args.concurrency),
-                                runner=args.runner, threads=args.threads)
+                                runner=args.runner, threads=args.threads, quantization=args.quantization)
     await engine.start()
     tok = engine.tokenizer(args.model)
     prompts = [encode(tok, render_chat(tok, [{"role": "user", "content":
                f"Write a short story about a robot named R{i} who learns to paint."}])) for i in range(64)]
     await one(engine, args.model, prompts[0], 8, "warmup")
-    print(f"model={args.model} runner={engine.runner} dtype={args.dtype} tokens={args.tokens} "
+    print(f"model={args.model} runner={engine.runner} dtype={args.dtype} quantization={args.quantization} "
+          f"tokens={args.tokens} "
           f"threads={args.threads or 'default'} load={os.getloadavg()[0]:.1f}")
     print("| concurrency | output tok/s (aggregate) | decode tok/s per request | TTFT p50 ms | TTFT max ms | cpu s |")
     print("|---|---|---|---|---|---|")
@@ -97,6 +98,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--runner", default="auto", choices=["auto", "lean", "transformers"])
+    parser.add_argument("--quantization", default="auto", choices=["auto", "none"],
+                        help="int4 decode kernels for 4-bit bases (auto) or the stored dtype (none)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--reference", action="store_true", help="also time a plain transformers decode loop")
     asyncio.run(run(parser.parse_args()))

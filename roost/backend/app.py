@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import functools
 import hmac
 import json
 import logging
@@ -387,7 +388,7 @@ class Backend:
             raise APIError(400, "input must be text: the embeddings model reads strings, not token ids "
                            "(for LangChain's OpenAIEmbeddings set check_embedding_ctx_length=False)", param="input")
         try:
-            vectors, tokens = await self.embedder.embed(texts)
+            vectors, tokens = await self.engine.offload(functools.partial(self.embedder.embed_sync, texts))
         except Exception as exc:
             raise _as_api_error(exc, body.model) from None
         data = []

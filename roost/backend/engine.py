@@ -12,9 +12,12 @@ once.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class EngineError(Exception):
@@ -157,3 +160,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> EngineStats:
         """Queue depth and running batch size, for /metrics and /health."""
+
+    async def offload(self, work: Callable[[], T]) -> T:
+        """Run blocking tensor work (the embeddings model) where it does not fight the engine for the CPU.
+
+        The default is a worker thread; an engine with a scheduler thread runs it there, between steps.
+        """
+        return await asyncio.to_thread(work)

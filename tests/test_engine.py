@@ -469,3 +469,19 @@ def test_sample_rows_draws_each_row_from_its_own_generator() -> None:
     alone = draw([2], [12])
     assert [step[2] for step in together] == [step[0] for step in alone]
     assert len({step[2] for step in together}) > 1  # it really samples
+
+
+def test_fresh_rows_are_grouped_by_prompt_length_and_cached_rows_keep_their_slots() -> None:
+    from types import SimpleNamespace
+
+    from roost.backend.transformers_engine import _group_fresh_rows
+
+    def row(name: str, length: int, cached: int = 0) -> SimpleNamespace:
+        return SimpleNamespace(name=name, cached=cached, request=SimpleNamespace(prompt_ids=[0] * length))
+
+    # Slots 0-1 decode; from slot 2 on: a fresh head, a row halfway through its prompt, fresh rows of mixed lengths.
+    rows = [row("d0", 9, 9), row("d1", 9, 9), row("head", 100), row("partial", 900, 512), row("a", 30),
+            row("b", 110), row("c", 200), row("d", 95)]
+    _group_fresh_rows(rows, 2)
+    # The head stays; the other fresh rows follow by closeness to its 100 tokens: d (95), b (110), a (30), c (200).
+    assert [r.name for r in rows] == ["d0", "d1", "head", "partial", "d", "b", "a", "c"]

@@ -818,13 +818,16 @@ class TransformersEngine(Engine):
         """Feed the next prompt chunk of the rows being prefilled (a contiguous run of slots)."""
         import torch
 
-        lo, batch, width = base.decoding, [], 0
+        lo, batch, width, real = base.decoding, [], 0, 0
+        _group_fresh_rows(base.rows, lo)
         for seq in base.rows[lo:]:
             chunk = min(seq.prompt_left, PREFILL_TOKENS)
-            if batch and (len(batch) + 1) * max(width, chunk) > PREFILL_TOKENS:
+            padded = (len(batch) + 1) * max(width, chunk)
+            # Rows are left-padded to the widest: stop before padding would waste over a quarter of the batch.
+            if batch and (padded > PREFILL_TOKENS or real + chunk < 0.75 * padded):
                 break
             batch.append((seq, chunk))
-            width = max(width, chunk)
+            width, real = max(width, chunk), real + chunk
         hi = lo + len(batch)
         kv_len = max(seq.cached + chunk for seq, chunk in batch)
         base.cache.reserve(kv_len, len(base.rows), base.max_context)
@@ -951,6 +954,24 @@ class TransformersEngine(Engine):
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 for seq, _ in batch:
                     seq.cancelled = True
+
+
+def _group_fresh_rows(rows: list[_Sequence], lo: int) -> None:
+    """Order the rows from ``lo`` on that have nothing cached yet so that similar prompt lengths sit together.
+
+    The first such row keeps its place (it waits longest); the others follow it by how close their
+    prompt length is to its own, so that a prefill batch formed from ``lo`` on needs little padding.
+    A fresh row has no cache content, so moving it is only a change of list position; rows with
+    cached positions stay in their slots.
+    """
+    slots = [i for i in range(lo, len(rows)) if rows[i].cached == 0]
+    if len(slots) < 3:
+        return
+    head, *rest = (rows[i] for i in slots)
+    size = len(head.request.prompt_ids)
+    rest.sort(key=lambda seq: abs(len(seq.request.prompt_ids) - size))
+    for i, seq in zip(slots, [head, *rest], strict=True):
+        rows[i] = seq
 
 
 def _deliver(batch: list[tuple[_Sequence, Any]]) -> None:

@@ -12,6 +12,8 @@ tokens forced by `min_tokens` (roost, vLLM's extra) or `generation_config`
 Rows (the targets of the serving issue):
   * aggregate output tok/s at concurrency 16 and decode tok/s at concurrency 1,
     as ratios to the peer; TTFT p50/p95 at both;
+  * decode tok/s at concurrency 1 against llama.cpp in process on the default model's Q4_1 GGUF
+    (with --llama-cpp-python PYTHON: an interpreter where llama-cpp-python is installed);
   * decode tok/s at concurrency 1 against the memory-bandwidth bound
     (measured copy bandwidth / weight bytes per token), for the stored bf16 weights and
     for the bytes roost's int4 decode path reads (packed projections + bf16 LM head);

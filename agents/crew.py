@@ -51,6 +51,7 @@ of 96 tokens each per run, 14 s apiece, all ending at the cap. CrewAI then store
 the raw text, which is what it falls back to anyway; 64 tokens get there sooner.
 """
 EMBEDDING_MODEL = "all-minilm-l6-v2"
+EMBEDDING_DIM = 384  # all-MiniLM-L6-v2's width (roost.backend.embeddings)
 LLM_OPTIONS = ("temperature", "max_tokens")
 
 Step = dict[str, Any]
@@ -84,12 +85,40 @@ def memory_path(settings: Settings | None = None) -> Path:
 
 
 def local_memory(llm: BaseLLM, settings: Settings | None = None, path: Path | None = None) -> Memory:
-    """CrewAI's unified memory on local embeddings and a LanceDB folder in the store home."""
+    """CrewAI's unified memory on local embeddings and a LanceDB folder in the store home.
+
+    The LanceDB table is made for the backend's embedding width (:data:`EMBEDDING_DIM`): left
+    to itself, CrewAI creates it at OpenAI's 3072 when the first operation is a recall, and every
+    later save and search then fails. A folder holding vectors of another width (made by another
+    embedder) is moved aside, not deleted, with a warning that says where it went.
+    """
+    from crewai.memory.storage.lancedb_storage import LanceDBStorage
     from crewai.memory.unified_memory import Memory
 
     path = path or memory_path(settings)
+    _set_aside_other_widths(path)
     path.mkdir(parents=True, exist_ok=True)
-    return Memory(llm=llm, storage=str(path), embedder=embedder_config(settings))
+    storage = LanceDBStorage(path=str(path), vector_dim=EMBEDDING_DIM)
+    return Memory(llm=llm, storage=storage, embedder=embedder_config(settings))
+
+
+def _set_aside_other_widths(path: Path) -> None:
+    """Rename ``path`` to ``path.<width>d-<time>`` when its memories table holds vectors of another width."""
+    if not (path / "memories.lance").exists():
+        return
+    import lancedb
+
+    try:
+        field = lancedb.connect(str(path)).open_table("memories").schema.field("vector")
+        width = field.type.list_size
+    except Exception:  # unreadable or another layout: leave it to CrewAI, which says what is wrong
+        return
+    if width == EMBEDDING_DIM:
+        return
+    aside = path.with_name(f"{path.name}.{width}d-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(aside)
+    logger.warning("the crew memory at %s holds %d-dimensional vectors, not the backend's %d: moved it to %s and "
+                   "starting a new one", path, width, EMBEDDING_DIM, aside)
 
 
 def crew_tool(func: Callable[..., Any]) -> Any:

@@ -287,6 +287,34 @@ def test_crew_memory_stores_and_recalls_on_the_backend_embeddings(adapters_backe
     assert rows.num_rows == 2 and {len(v) for v in rows.column("vector").to_pylist()} == {384}
 
 
+def test_crew_memory_recalled_before_anything_is_saved_keeps_the_backend_width(
+        adapters_backend: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lancedb
+    from crewai.memory.storage.lancedb_storage import LanceDBStorage
+
+    from agents.crew import local_memory, require_crewai
+    from roost.clients import crewai_llm
+
+    adapters_backend.use(monkeypatch)
+    require_crewai()
+    # A folder left by another embedder (CrewAI's default width, 3072): kept aside, not deleted.
+    stale = LanceDBStorage(path=str(tmp_path / "memory"), vector_dim=3072)
+    stale._ensure_table()
+    del stale
+    memory = local_memory(crewai_llm("default", caller="tests.crew/memory"), path=tmp_path / "memory")
+    # The crew's first memory operation is a recall on an empty store (CrewAI then made a 3072-wide table).
+    assert memory.recall("anything?", depth="shallow", limit=1) == []
+    memory.remember("A caller tag names the agent that made a call.", scope="/glossary", categories=["test"],
+                    importance=0.5)
+    matches = memory.recall("Which agent made this call?", depth="shallow", limit=1)
+
+    assert [m.record.content for m in matches] == ["A caller tag names the agent that made a call."]
+    rows = lancedb.connect(str(tmp_path / "memory")).open_table("memories").to_arrow()
+    assert {len(v) for v in rows.column("vector").to_pylist()} == {384}
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("memory.3072d-")]
+    assert len(aside) == 1 and (aside[0] / "memories.lance").is_dir()
+
+
 # e2e: the real default model ---------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agents.tools import args_model, check_agents, check_options, generation_options, lookup_term, model_name
+from roost.backend.embeddings import Embedder
 from roost.errors import RoostError
 
 if TYPE_CHECKING:
@@ -50,8 +51,8 @@ plan). SmolLM2-135M fills any budget without closing that JSON: measured, 5 call
 of 96 tokens each per run, 14 s apiece, all ending at the cap. CrewAI then stores
 the raw text, which is what it falls back to anyway; 64 tokens get there sooner.
 """
-EMBEDDING_MODEL = "all-minilm-l6-v2"
-EMBEDDING_DIM = 384  # all-MiniLM-L6-v2's width (roost.backend.embeddings)
+EMBEDDING_MODEL = Embedder.name
+EMBEDDING_DIM = Embedder.dimensions
 LLM_OPTIONS = ("temperature", "max_tokens")
 
 Step = dict[str, Any]

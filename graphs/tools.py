@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from roost.backend.embeddings import EMBEDDING_MODEL
 from roost.errors import RoostError
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 DOCS_DIR = Path(__file__).parent / "docs"
 """The documents the graphs search by default: a few short notes about roost."""
-EMBEDDING_MODEL = "all-minilm-l6-v2"
 
 MAX_EXPRESSION_CHARS = 200
 MAX_EXPONENT = 100  # 10**100 still prints in a line; 9**9**9 would take minutes and gigabytes
